@@ -1,0 +1,34 @@
+# The two commands of the README: `make run` (the quick law book) and `make test` (the whole suite).
+# Both build .venv from pyproject.toml, pinned by constraints.txt (torch==2.13.0 CPU build and the rest).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+PIP     = $(BIN)/python -m pip --disable-pip-version-check -q
+STAMP   = $(VENV)/.installed
+
+.PHONY: run test bench lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned, so that nothing pulls a CUDA build of several GB.
+	$(PIP) install -c constraints.txt torch
+	$(PIP) install -c constraints.txt -e ".[dev,ray]"
+	touch $(STAMP)
+
+run: venv
+	$(BIN)/lmech check --quick
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(PIP) install -c constraints.txt -e ".[bench]"
+	$(BIN)/python benchmarks/run_all.py
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) lab .pytest_cache
