@@ -1,1 +1,9 @@
-"""store."""
+"""The run store: a folder per run, atomic writes, content-addressed run ids, tables and SQL.
+
+``RunStore(path).table()`` gives a pandas DataFrame of every run; ``RunStore(path).query(sql)`` runs
+DuckDB SQL over it as a table named ``runs``.
+"""
+
+from lmech.store.runstore import FINISHED, STATUSES, RunHandle, RunRecord, RunStore, default_root, run_id
+
+__all__ = ["FINISHED", "STATUSES", "RunHandle", "RunRecord", "RunStore", "default_root", "run_id"]

@@ -1,0 +1,189 @@
+"""The experiment contract: a law that predicts, measures and is judged.
+
+An :class:`Experiment` names itself, states its law in one sentence with its citation, declares a
+config dataclass (a subclass of :class:`RunConfig`, defaults = the published setting scaled to a
+CPU, ``quick`` = under a minute on 2 cores) and implements
+
+* ``predict(config) -> Result``: the theory's numbers, computed without training;
+* ``measure(config, progress) -> Result``: train and observe (a diverged run sets ``diverged_at``);
+* ``verdict(config, prediction, measurement) -> list[Verdict]``: each criterion a stated metric
+  against a stated tolerance;
+* ``figures(config, prediction, measurement, outdir) -> list[Path]``: prediction and measurement
+  drawn side by side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import pandas as pd
+
+from lmech.config import spec
+from lmech.devices import resolve_device, resolve_dtype
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Fields every experiment config has: the seed and where to run."""
+
+    seed: int = spec(0, "seed from which everything random in the run derives", min=0)
+    device: str = spec("cpu", "torch device: cpu, cuda, cuda:N or mps")
+
+    def check(self) -> None:
+        """Cross-field rules; subclasses extend. Device availability is checked here, before work."""
+        resolve_device(self.device)
+        if hasattr(self, "dtype"):
+            resolve_dtype(self.dtype)
+
+
+class Progress(Protocol):
+    """Where long work reports progress (the CLI draws a rich bar; notebooks pass nothing)."""
+
+    def start(self, total: int, description: str) -> None: ...
+
+    def advance(self, n: int = 1) -> None: ...
+
+
+class NullProgress:
+    """Progress that shows nothing."""
+
+    def start(self, total: int, description: str) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+@dataclass
+class Result:
+    """What ``predict`` or ``measure`` returns.
+
+    ``series`` are tables (stored as Parquet), ``summary`` are scalars (columns of the runs table),
+    ``arrays`` are in-memory extras for verdicts and figures (not stored). ``diverged_at`` is the
+    step at which the loss became NaN/inf, if it did: the run is then recorded as ``diverged``.
+    """
+
+    series: dict[str, pd.DataFrame] = field(default_factory=dict)
+    summary: dict[str, float] = field(default_factory=dict)
+    arrays: dict[str, Any] = field(default_factory=dict)
+    diverged_at: int | None = None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if hasattr(value, "detach"):
+        return value.detach().cpu().tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class Verdict:
+    """One criterion of a law, judged by a stated metric against a stated tolerance.
+
+    ``tolerance`` is a number (the law holds iff ``agreement <= tolerance``) or a pair ``(lo, hi)``
+    (it holds iff ``lo <= agreement <= hi``). ``holds`` is computed here, never set by hand; a NaN
+    agreement never holds.
+    """
+
+    law: str
+    statement: str
+    citation: str
+    key: str
+    quantity: str
+    predicted: Any
+    measured: Any
+    agreement: float
+    tolerance: float | tuple[float, float]
+    details: dict[str, Any] = field(default_factory=dict)
+    holds: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.agreement = float(self.agreement)
+        self.predicted, self.measured = _plain(self.predicted), _plain(self.measured)
+        if isinstance(self.tolerance, (tuple, list)):
+            lo, hi = map(float, self.tolerance)
+            self.tolerance = (lo, hi)
+            self.holds = bool(lo <= self.agreement <= hi)
+        else:
+            self.tolerance = float(self.tolerance)
+            self.holds = bool(self.agreement <= self.tolerance)
+        if math.isnan(self.agreement):
+            self.holds = False
+
+    @property
+    def comparison(self) -> str:
+        if isinstance(self.tolerance, tuple):
+            return f"in [{self.tolerance[0]:g}, {self.tolerance[1]:g}]"
+        return f"<= {self.tolerance:g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["tolerance"] = list(self.tolerance) if isinstance(self.tolerance, tuple) else self.tolerance
+        out["details"] = _plain(self.details)
+        return out
+
+
+class Experiment(ABC):
+    """A law of the law book. Subclasses set the class attributes and implement the four verbs."""
+
+    name: ClassVar[str]
+    law: ClassVar[str]  # one sentence
+    citation: ClassVar[str]
+    Config: ClassVar[type[RunConfig]]
+    #: torch intra-op threads while this experiment runs (restored afterwards). Small models run fastest
+    #: and reproducibly on one thread; fixing the count also fixes the order of parallel reductions.
+    threads: ClassVar[int] = 1
+
+    def default_config(self) -> RunConfig:
+        """The published setting, scaled to a CPU."""
+        return self.Config()
+
+    @abstractmethod
+    def quick_config(self) -> RunConfig:
+        """A config that runs in under a minute on 2 cores and still tests the law."""
+
+    def lawbook(self, quick: bool = True) -> list[tuple[str, RunConfig]]:
+        """The (label, config) entries ``lmech check`` runs for this law."""
+        return [("", self.quick_config() if quick else self.default_config())]
+
+    def label(self, config: RunConfig) -> str:
+        """A short description of a config for tables (the fields that differ from the default)."""
+        base = self.default_config()
+        diffs = [f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)
+                 if getattr(config, f.name) != getattr(base, f.name) and f.name != "device"]
+        return " ".join(diffs)
+
+    @abstractmethod
+    def predict(self, config: RunConfig) -> Result:
+        """The theory's prediction for this config, computed without training."""
+
+    @abstractmethod
+    def measure(self, config: RunConfig, progress: Progress | None = None) -> Result:
+        """Train and measure."""
+
+    @abstractmethod
+    def verdict(self, config: RunConfig, prediction: Result, measurement: Result) -> Sequence[Verdict]:
+        """Judge the measurement against the prediction."""
+
+    @abstractmethod
+    def figures(self, config: RunConfig, prediction: Result, measurement: Result, outdir: Path) -> list[Path]:
+        """Draw prediction and measurement side by side; return the PNG paths written."""
+
+    def make_verdict(self, key: str, quantity: str, predicted: Any, measured: Any, agreement: float,
+                     tolerance: float | tuple[float, float], **details: Any) -> Verdict:
+        """A :class:`Verdict` of this law."""
+        return Verdict(law=self.name, statement=self.law, citation=self.citation, key=key, quantity=quantity,
+                       predicted=predicted, measured=measured, agreement=agreement, tolerance=tolerance,
+                       details=details)

@@ -1,0 +1,300 @@
+"""Law: deep linear networks learn the teacher's modes one by one, each along a sigmoid of known timing.
+
+Saxe, McClelland & Ganguli 2014 (arXiv 1312.6120). A depth-L linear network trained by full-batch
+gradient descent on whitened inputs and targets y = Mx, from a small decoupled initial condition,
+learns mode i of M (singular value s_i) along u_i(t) given by their eq. 7 (depth 2) or the depth-L
+reduction du/dt = L u^{2-2/L}(s-u)/τ (see :mod:`lmech.theory.deep_linear` for τ and the loss
+convention). Stronger modes are learned first; smaller initializations make the plateaus longer and
+the learning stage-like.
+
+Verdicts: (1) max over modes of |t½ measured − t½ predicted| / t½ predicted ≤ 0.05; (2) the RMS over
+modes and steps of u_measured − u_predicted, divided by s_max, ≤ 0.05.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lmech.config import spec
+from lmech.data.synthetic import generator, linear_teacher, whitened_inputs
+from lmech.devices import resolve_device, resolve_dtype
+from lmech.errors import BadInput
+from lmech.experiments.base import Experiment, NullProgress, Progress, Result, RunConfig
+from lmech.experiments.registry import register
+from lmech.models.deep_linear import DeepLinear
+from lmech.theory import deep_linear as theory
+
+
+@dataclass(frozen=True)
+class DeepLinearConfig(RunConfig):
+    depth: int = spec(2, "number of weight layers L", min=2, max=8)
+    singular_values: tuple[float, ...] = spec((3.0, 2.0, 1.0, 0.5), "teacher singular values s_i", min=0.0,
+                                              min_exclusive=True)
+    d_in: int = spec(8, "input dimension", min=1)
+    d_out: int = spec(6, "output dimension", min=1)
+    hidden: int = spec(16, "width of every hidden layer", min=1)
+    n_samples: int = spec(32, "number of training examples (>= d_in, inputs exactly whitened)", min=1)
+    init_scale: float = spec(1e-3, "initial mode strength u0 (product of the layer scales)", min=0.0,
+                             min_exclusive=True)
+    init: str = spec("decoupled", "initial condition: 'decoupled' (Saxe et al.'s aligned, balanced start) "
+                     "or 'random' (i.i.d. Gaussian layers scaled so that u0 ~ init_scale)",
+                     choices=("decoupled", "random"))
+    init_noise: float = spec(0.05, "relative Gaussian perturbation added to the decoupled start", min=0.0)
+    lr: float = spec(0.005, "learning rate η of full-batch gradient descent", min=0.0, min_exclusive=True)
+    loss_reduction: str = spec("mean", "loss over examples: 'mean' or 'sum'", choices=("mean", "sum"))
+    loss_half: bool = spec(True, "loss is ½‖y − Wx‖² (true) or ‖y − Wx‖² (false)")
+    steps: int = spec(0, "number of GD steps; 0 = until t = horizon × the slowest predicted t½", min=0)
+    horizon: float = spec(2.0, "run length in units of the slowest predicted half-learning time (steps=0)",
+                          min=1.0)
+    stage_init_scales: tuple[float, ...] = spec((1e-1, 1e-2, 1e-4), "init scales of the stage-like-learning "
+                                                "panel (extra runs); empty to skip", min=0.0, min_exclusive=True)
+    dtype: str = spec("float64", "training dtype", choices=("float32", "float64"))
+
+    def check(self) -> None:
+        super().check()
+        r = len(self.singular_values)
+        if r == 0 or r > min(self.d_in, self.d_out):
+            raise BadInput("singular_values", self.singular_values,
+                           f"1 to min(d_in, d_out) = {min(self.d_in, self.d_out)} values")
+        if self.hidden < r:
+            raise BadInput("hidden", self.hidden, f">= the number of modes ({r})")
+        if self.n_samples < self.d_in:
+            raise BadInput("n_samples", self.n_samples, f">= d_in = {self.d_in} (exact whitening)")
+        for name, u0 in [("init_scale", self.init_scale)] + [("stage_init_scales", u) for u in
+                                                             self.stage_init_scales]:
+            if u0 >= min(self.singular_values) / 2:
+                raise BadInput(name, u0, f"< min(singular_values)/2 = {min(self.singular_values) / 2:g} "
+                               "(a small initialization)")
+        c = theory.loss_scale(self.n_samples, self.loss_reduction, self.loss_half)
+        if c * self.lr * max(self.singular_values) > 0.5:
+            raise BadInput("lr", self.lr, f"c·lr·s_max <= 0.5 for gradient descent to follow gradient flow "
+                           f"(c = {c:g} for this loss convention): lr <= {0.5 / (c * max(self.singular_values)):g}")
+
+
+@dataclass
+class _Problem:
+    x: torch.Tensor
+    y: torch.Tensor
+    left: torch.Tensor
+    right: torch.Tensor
+    s: np.ndarray
+
+
+def _problem(cfg: DeepLinearConfig) -> _Problem:
+    """Data and teacher from the seed (the same for predict and measure)."""
+    gen = generator(cfg.seed)
+    x = whitened_inputs(cfg.n_samples, cfg.d_in, gen)
+    teacher = linear_teacher(cfg.singular_values, cfg.d_in, cfg.d_out, gen)
+    return _Problem(x, teacher(x), teacher.left, teacher.right, np.asarray(cfg.singular_values, dtype=np.float64))
+
+
+def _network(cfg: DeepLinearConfig, prob: _Problem, u0: float) -> DeepLinear:
+    """The initial network for init scale ``u0`` (seeded separately from the data)."""
+    gen = generator(cfg.seed + 1_000_003)
+    dims = [cfg.d_in] + [cfg.hidden] * (cfg.depth - 1) + [cfg.d_out]
+    net = DeepLinear(dims, dtype=torch.float64)
+    if cfg.init == "decoupled":
+        net.init_decoupled_(prob.left, prob.right, u0, gen, noise=cfg.init_noise)
+    else:
+        # i.i.d. N(0, σ²/fan_in) layers: a mode's projection is then ~ σ^L · (h/√(d_in h ⋯)) in size;
+        # σ is set so that the typical |u_i(0)| is u0.
+        with torch.no_grad():
+            for layer in net.layers:
+                layer.weight.normal_(0.0, 1.0, generator=gen)
+            typical = torch.linalg.matrix_norm(net.product()).item() / math.sqrt(cfg.d_in * cfg.d_out)
+            scale = (u0 / typical) ** (1.0 / cfg.depth)
+            for layer in net.layers:
+                layer.weight.mul_(scale)
+    return net
+
+
+def _projections(w: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """u_i = a_iᵀ W b_i for every mode."""
+    return (left * (w @ right)).sum(dim=0)
+
+
+def _initial_modes(cfg: DeepLinearConfig, prob: _Problem, u0: float) -> np.ndarray:
+    """The theory's initial condition: the network's own initial mode strengths (positive part)."""
+    net = _network(cfg, prob, u0)
+    with torch.no_grad():
+        u = _projections(net.product(), prob.left, prob.right).numpy()
+    return np.clip(np.abs(u), 1e-12, prob.s / 2 * 0.999)
+
+
+def _train(cfg: DeepLinearConfig, prob: _Problem, u0: float, steps: int, progress: Progress) -> tuple[pd.DataFrame, int | None]:
+    """Full-batch GD; records every step: mode strengths, loss and balancedness drift."""
+    device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
+    net = _network(cfg, prob, u0).to(device=device, dtype=dtype)
+    x, y = prob.x.to(device, dtype), prob.y.to(device, dtype)
+    left, right = prob.left.to(device, dtype), prob.right.to(device, dtype)
+    half = 0.5 if cfg.loss_half else 1.0
+    c = theory.loss_scale(cfg.n_samples, cfg.loss_reduction, cfg.loss_half)
+    params = list(net.parameters())
+    with torch.no_grad():
+        d0 = net.balancedness()
+        scale0 = max(float(a.weight.norm() ** 2 + b.weight.norm() ** 2) for a, b in zip(net.layers[:-1], net.layers[1:]))
+    modes = np.empty((steps + 1, len(prob.s)))
+    losses = np.empty(steps + 1)
+    drift = np.empty(steps + 1)
+    diverged = None
+    chunk = max(steps // 50, 1)
+    for k in range(steps + 1):
+        residual = net(x) - y
+        per_example = residual.pow(2).sum(dim=1)
+        loss = half * (per_example.mean() if cfg.loss_reduction == "mean" else per_example.sum())
+        with torch.no_grad():
+            losses[k] = loss.item()
+            modes[k] = _projections(net.product(), left, right).cpu().numpy()
+            drift[k] = max(float((d - d_init).norm()) for d, d_init in zip(net.balancedness(), d0)) / scale0
+        if not math.isfinite(losses[k]):
+            diverged = k
+            break
+        if k == steps:
+            break
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.sub_(cfg.lr * g)
+        if k % chunk == 0:
+            progress.advance(chunk)
+    n = (diverged if diverged is not None else steps) + 1
+    frame = pd.DataFrame({"step": np.arange(n), "t": c * cfg.lr * np.arange(n), "loss": losses[:n],
+                          "balance_drift": drift[:n]})
+    for i in range(len(prob.s)):
+        frame[f"u{i}"] = modes[:n, i]
+    return frame, diverged
+
+
+@register
+class DeepLinearDynamics(Experiment):
+    name = "deep-linear"
+    law = ("A deep linear network trained by gradient descent from a small initialization learns each "
+           "singular mode of the teacher along a sigmoid u_i(t) whose timing the closed form predicts.")
+    citation = "Saxe, McClelland & Ganguli 2014, arXiv 1312.6120 (eq. 7; depth-L reduction)"
+    Config = DeepLinearConfig
+
+    def quick_config(self) -> DeepLinearConfig:
+        return DeepLinearConfig()
+
+    def lawbook(self, quick: bool = True) -> list[tuple[str, DeepLinearConfig]]:
+        base = self.quick_config() if quick else self.default_config()
+        from dataclasses import replace
+
+        return [("depth=2", replace(base, depth=2)), ("depth=3", replace(base, depth=3))]
+
+    # -- theory ------------------------------------------------------------------------------------
+    def _steps(self, cfg: DeepLinearConfig, t_half: np.ndarray) -> int:
+        if cfg.steps:
+            return cfg.steps
+        c = theory.loss_scale(cfg.n_samples, cfg.loss_reduction, cfg.loss_half)
+        return int(math.ceil(cfg.horizon * float(np.max(t_half)) / (c * cfg.lr)))
+
+    def predict(self, config: DeepLinearConfig) -> Result:
+        prob = _problem(config)
+        c = theory.loss_scale(config.n_samples, config.loss_reduction, config.loss_half)
+        u0 = _initial_modes(config, prob, config.init_scale)
+        t_half = theory.half_learning_time(prob.s, u0, config.depth)
+        steps = self._steps(config, t_half)
+        t = c * config.lr * np.arange(steps + 1)
+        u = theory.mode_trajectories(t, prob.s, u0, config.depth)
+        frame = pd.DataFrame({"step": np.arange(steps + 1), "t": t,
+                              "loss": c * theory.mode_loss(u, prob.s)})
+        for i in range(len(prob.s)):
+            frame[f"u{i}"] = u[:, i]
+        stages = []
+        for scale in config.stage_init_scales:
+            u0_s = _initial_modes(config, prob, scale)
+            steps_s = self._steps(config, theory.half_learning_time(prob.s, u0_s, config.depth))
+            ts = c * config.lr * np.arange(steps_s + 1)
+            us = theory.mode_trajectories(ts, prob.s, u0_s, config.depth)
+            stages.append(pd.DataFrame({"init_scale": scale, "step": np.arange(steps_s + 1), "t": ts,
+                                        "loss": c * theory.mode_loss(us, prob.s)}))
+        series = {"modes": frame, "modes_half_time": pd.DataFrame({"mode": np.arange(len(prob.s)), "s": prob.s,
+                                                                   "u0": u0, "t_half": t_half})}
+        if stages:
+            series["stages"] = pd.concat(stages, ignore_index=True)
+        return Result(series=series, summary={"t_half_max": float(t_half.max()), "steps": steps},
+                      arrays={"t_half": t_half, "tau_steps": theory.time_constant(
+                          config.lr, config.n_samples, config.loss_reduction, config.loss_half)})
+
+    # -- experiment --------------------------------------------------------------------------------
+    def measure(self, config: DeepLinearConfig, progress: Progress | None = None) -> Result:
+        progress = progress or NullProgress()
+        prob = _problem(config)
+        plan = [(config.init_scale, self._steps(config, theory.half_learning_time(
+            prob.s, _initial_modes(config, prob, config.init_scale), config.depth)))]
+        for scale in config.stage_init_scales:
+            plan.append((scale, self._steps(config, theory.half_learning_time(
+                prob.s, _initial_modes(config, prob, scale), config.depth))))
+        progress.start(sum(steps for _, steps in plan), f"deep-linear L={config.depth}")
+        frame, diverged = _train(config, prob, plan[0][0], plan[0][1], progress)
+        t_half = np.array([theory.crossing_time(frame["t"].to_numpy(), frame[f"u{i}"].to_numpy(), s / 2)
+                           for i, s in enumerate(prob.s)])
+        series = {"modes": frame, "modes_half_time": pd.DataFrame({"mode": np.arange(len(prob.s)), "s": prob.s,
+                                                                   "t_half": t_half})}
+        stages = []
+        for scale, steps in plan[1:]:
+            stage, _ = _train(config, prob, scale, steps, progress)
+            stages.append(stage[["step", "t", "loss"]].assign(init_scale=scale))
+        if stages:
+            series["stages"] = pd.concat(stages, ignore_index=True)
+        summary = {"final_loss": float(frame["loss"].iloc[-1]),
+                   "balance_drift": float(frame["balance_drift"].iloc[-1])}
+        return Result(series=series, summary=summary, arrays={"t_half": t_half}, diverged_at=diverged)
+
+    # -- verdict -----------------------------------------------------------------------------------
+    def verdict(self, config: DeepLinearConfig, prediction: Result, measurement: Result):
+        t_pred, t_meas = prediction.arrays["t_half"], measurement.arrays["t_half"]
+        rel = np.abs(t_meas - t_pred) / t_pred
+        pred, meas = prediction.series["modes"], measurement.series["modes"]
+        n = min(len(pred), len(meas))
+        cols = [f"u{i}" for i in range(len(config.singular_values))]
+        diff = meas[cols].to_numpy()[:n] - pred[cols].to_numpy()[:n]
+        rms = float(np.sqrt(np.mean(diff**2))) / max(config.singular_values)
+        if n < len(pred):  # a diverged run did not cover the prediction: it cannot hold
+            rms = float("nan")
+        return [
+            self.make_verdict("t_half_err", "max_i |t½ measured − t½ predicted| / t½ predicted",
+                              t_pred, t_meas, float(np.max(rel)), 0.05, per_mode=rel),
+            self.make_verdict("traj_rms_err", "RMS_(i,t) |u_i measured − u_i predicted| / s_max",
+                              "closed form / ODE trajectories", "GD trajectories", rms, 0.05),
+        ]
+
+    # -- figures -----------------------------------------------------------------------------------
+    def figures(self, config: DeepLinearConfig, prediction: Result, measurement: Result, outdir: Path):
+        from lmech.report import plotting as P
+
+        pred, meas = prediction.series["modes"], measurement.series["modes"]
+        fig, (ax_modes, ax_loss, ax_stage, ax_bal) = P.panels(4)
+        cols = P.colors(len(config.singular_values))
+        for i, s in enumerate(config.singular_values):
+            ax_modes.plot(meas["t"], meas[f"u{i}"], color=cols[i], label=f"s={s:g}", **P.MEASURED)
+            ax_modes.plot(pred["t"], pred[f"u{i}"], **P.THEORY)
+            ax_modes.axvline(prediction.arrays["t_half"][i], color=cols[i], linewidth=0.6, alpha=0.5)
+        ax_modes.set(xlabel="t / τ  (= c·η·step)", ylabel="mode strength u_i = a_iᵀ W b_i",
+                     title=f"Mode strengths, depth {config.depth}")
+        P.theory_legend(ax_modes)
+        ax_loss.plot(meas["t"], meas["loss"], color="C0", **P.MEASURED)
+        ax_loss.plot(pred["t"], pred["loss"], **P.THEORY)
+        ax_loss.set(xlabel="t / τ", ylabel="training loss", title="Loss staircase")
+        P.theory_legend(ax_loss)
+        if "stages" in measurement.series:
+            ms, ps = measurement.series["stages"], prediction.series["stages"]
+            for j, scale in enumerate(config.stage_init_scales):
+                m, p = ms[ms.init_scale == scale], ps[ps.init_scale == scale]
+                ax_stage.plot(m["t"] / m["t"].max(), m["loss"] / m["loss"].iloc[0], color=P.colors(3)[j % 3],
+                              label=f"u0={scale:g}", **P.MEASURED)
+                ax_stage.plot(p["t"] / p["t"].max(), p["loss"] / p["loss"].iloc[0], **P.THEORY)
+            ax_stage.set(xlabel="t / t_end", ylabel="loss / initial loss",
+                         title="Smaller init: longer plateaus, sharper stages")
+            P.theory_legend(ax_stage)
+        ax_bal.semilogy(meas["t"].iloc[1:], meas["balance_drift"].iloc[1:], color="C3")
+        ax_bal.set(xlabel="t / τ", ylabel="max_l ‖D_l(t) − D_l(0)‖ / ‖W(0)‖²",
+                   title="Balancedness drift (0 under gradient flow)")
+        return [P.save(fig, outdir / "deep-linear.png")]
