@@ -1,0 +1,458 @@
+r"""Representation similarity: how alike are two sets of features of the same ``n`` examples.
+
+``X`` is ``(n, p)`` and ``Y`` is ``(n, q)`` (rows = the same examples; higher dimensions, e.g. conv
+feature maps, are flattened). Every measure is computed in float64.
+
+* :func:`linear_cka`, :func:`rbf_cka`, :func:`kernel_cka`: centred kernel alignment (Kornblith et al.
+  2019, arXiv 1905.00414, Eqs. (1)-(3));
+* :func:`debiased_cka`, :func:`hsic`: with the unbiased HSIC estimator of Song et al. 2012 (JMLR 13),
+  as used by Nguyen, Raghu & Kornblith 2021 (arXiv 2010.15327, Eq. (3));
+* :func:`mutual_knn`: mutual nearest-neighbour alignment (Huh et al. 2024, arXiv 2405.07987);
+* :func:`procrustes_distance`: the orthogonal Procrustes shape metric (Williams et al. 2021,
+  arXiv 2110.14739), angular or Euclidean;
+* :func:`svcca`, :func:`canonical_correlations`: SVCCA (Raghu et al. 2017, arXiv 1706.05806);
+* :func:`compare`: the layer-by-layer similarity matrix of two models, through forward hooks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lmech.errors import BadInput
+from lmech.instruments.features import capture_activations
+
+__all__ = [
+    "linear_cka",
+    "rbf_cka",
+    "kernel_cka",
+    "debiased_cka",
+    "hsic",
+    "mutual_knn",
+    "procrustes_distance",
+    "svcca",
+    "canonical_correlations",
+    "compare",
+    "METRICS",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# input handling
+# --------------------------------------------------------------------------------------------------
+
+
+def _matrix(name: str, X: Any, min_rows: int = 2) -> Tensor:
+    if not isinstance(X, Tensor):
+        try:
+            X = torch.as_tensor(X)
+        except (TypeError, ValueError, RuntimeError):
+            raise BadInput(name, type(X).__name__, "a tensor or array (n, p)") from None
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim < 1 or X.shape[0] < min_rows or X[0].numel() == 0:
+        raise BadInput(name, tuple(X.shape), f"a feature matrix (n, p) with n >= {min_rows} and p >= 1")
+    return X.detach().reshape(X.shape[0], -1).to(torch.float64)
+
+
+def _pair(X: Any, Y: Any, min_rows: int = 2) -> tuple[Tensor, Tensor]:
+    X, Y = _matrix("X", X, min_rows), _matrix("Y", Y, min_rows)
+    if X.shape[0] != Y.shape[0]:
+        raise BadInput("Y", tuple(Y.shape), f"as many rows (examples) as X, {X.shape[0]}")
+    return X, Y
+
+
+def _centre(X: Tensor) -> Tensor:
+    return X - X.mean(0, keepdim=True)
+
+
+def _ratio(num: Tensor, den: Tensor) -> float:
+    """``num / den`` as a float; ``nan`` when a representation is constant (den = 0)."""
+    return float(num / den) if den > 0 else math.nan
+
+
+def _double_centre(K: Tensor) -> Tensor:
+    return K - K.mean(0, keepdim=True) - K.mean(1, keepdim=True) + K.mean()
+
+
+# --------------------------------------------------------------------------------------------------
+# CKA
+# --------------------------------------------------------------------------------------------------
+
+
+def linear_cka(X: Tensor, Y: Tensor) -> float:
+    r"""Linear CKA :math:`\|Y_c^\top X_c\|_F^2 / (\|X_c^\top X_c\|_F \|Y_c^\top Y_c\|_F)` of centred features.
+
+    Kornblith et al. 2019 (arXiv 1905.00414): CKA (Eq. (3)) with linear kernels, written in feature
+    space through the identity
+    :math:`\langle \mathrm{vec}(XX^\top), \mathrm{vec}(YY^\top)\rangle = \|Y^\top X\|_F^2` (Eq. (1)), so no :math:`n \times n` matrix is formed when :math:`n > p + q` (otherwise the cheaper
+    Gram form is used). Invariant to orthogonal maps and isotropic scaling of either representation,
+    not to general invertible linear maps. ``nan`` when a representation is constant.
+    """
+    X, Y = _pair(X, Y)
+    X, Y = _centre(X), _centre(Y)
+    if X.shape[0] >= X.shape[1] + Y.shape[1]:
+        num = torch.linalg.matrix_norm(Y.T @ X) ** 2
+        den = torch.linalg.matrix_norm(X.T @ X) * torch.linalg.matrix_norm(Y.T @ Y)
+    else:
+        K, L = X @ X.T, Y @ Y.T
+        num = (K * L).sum()
+        den = torch.linalg.matrix_norm(K) * torch.linalg.matrix_norm(L)
+    return _ratio(num, den)
+
+
+def kernel_cka(K: Tensor, L: Tensor, *, debiased: bool = False) -> float:
+    r"""CKA of two ``(n, n)`` Gram matrices, :math:`\mathrm{HSIC}(K,L)/\sqrt{\mathrm{HSIC}(K,K)\mathrm{HSIC}(L,L)}`.
+
+    Kornblith et al. 2019 (arXiv 1905.00414), Eq. (3), with the biased HSIC of their Eq. (2), or with
+    the unbiased estimator (:func:`hsic` with ``unbiased=True``) when ``debiased=True``.
+    """
+    K, L = _gram("K", K), _gram("L", L)
+    if K.shape != L.shape:
+        raise BadInput("L", tuple(L.shape), f"the shape of K, {tuple(K.shape)}")
+    kl, kk, ll = hsic(K, L, unbiased=debiased), hsic(K, K, unbiased=debiased), hsic(L, L, unbiased=debiased)
+    return kl / math.sqrt(kk * ll) if kk > 0 and ll > 0 else math.nan
+
+
+def _gram(name: str, K: Any) -> Tensor:
+    if not isinstance(K, Tensor):
+        try:
+            K = torch.as_tensor(K)
+        except (TypeError, ValueError, RuntimeError):
+            raise BadInput(name, type(K).__name__, "a square (n, n) Gram matrix") from None
+    if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] < 2:
+        raise BadInput(name, tuple(K.shape), "a square (n, n) Gram matrix with n >= 2")
+    return K.detach().to(torch.float64)
+
+
+def hsic(K: Tensor, L: Tensor, *, unbiased: bool = False) -> float:
+    r"""Hilbert-Schmidt independence criterion of two ``(n, n)`` Gram matrices.
+
+    Biased (Gretton et al. 2005; Kornblith et al. 2019, Eq. (2)): :math:`\mathrm{tr}(KHLH)/(n-1)^2`,
+    :math:`H = I - \frac1n \mathbf{1}\mathbf{1}^\top`.
+
+    Unbiased (Song et al. 2012, JMLR 13, the estimator :math:`\mathrm{HSIC}_1`; Nguyen et al. 2021,
+    Eq. (3)), with :math:`\tilde K, \tilde L` the Gram matrices with zeroed diagonals, :math:`n \ge 4`:
+
+    .. math::
+        \frac{1}{n(n-3)}\Big[\mathrm{tr}(\tilde K \tilde L)
+        + \frac{\mathbf{1}^\top\tilde K\mathbf{1}\,\mathbf{1}^\top\tilde L\mathbf{1}}{(n-1)(n-2)}
+        - \frac{2}{n-2}\mathbf{1}^\top\tilde K\tilde L\mathbf{1}\Big].
+    """
+    K, L = _gram("K", K), _gram("L", L)
+    n = K.shape[0]
+    if L.shape != K.shape:
+        raise BadInput("L", tuple(L.shape), f"the shape of K, {tuple(K.shape)}")
+    if not unbiased:
+        # <HKH, HLH> = tr(KHLH); centring both avoids cancelling the large constant part of L
+        return float((_double_centre(K) * _double_centre(L)).sum() / (n - 1) ** 2)
+    if n < 4:
+        raise BadInput("K", tuple(K.shape), "n >= 4 examples for the unbiased HSIC estimator")
+    Kt, Lt = K - torch.diag(torch.diag(K)), L - torch.diag(torch.diag(L))
+    k1, l1 = Kt.sum(1), Lt.sum(1)
+    val = (Kt * Lt).sum() + k1.sum() * l1.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (k1 @ l1)
+    return float(val / (n * (n - 3)))
+
+
+def _unbiased_linear_hsic(X: Tensor, Y: Tensor) -> Tensor:
+    r"""Unbiased HSIC of the linear kernels :math:`XX^\top, YY^\top` without forming them.
+
+    With :math:`k_i = \|x_i\|^2`, :math:`s_X = X^\top\mathbf 1`:
+    :math:`\mathrm{tr}(\tilde K\tilde L) = \|Y^\top X\|_F^2 - k\cdot l`,
+    :math:`\mathbf 1^\top\tilde K\mathbf 1 = \|s_X\|^2 - \sum_i k_i`, :math:`\tilde K\mathbf 1 = X s_X - k`.
+    """
+    n = X.shape[0]
+    k, l = (X * X).sum(1), (Y * Y).sum(1)
+    sx, sy = X.sum(0), Y.sum(0)
+    tr = torch.linalg.matrix_norm(Y.T @ X) ** 2 - k @ l
+    k1, l1 = X @ sx - k, Y @ sy - l
+    val = tr + k1.sum() * l1.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (k1 @ l1)
+    return val / (n * (n - 3))
+
+
+def debiased_cka(X: Tensor, Y: Tensor) -> float:
+    r"""Debiased linear CKA: CKA with the unbiased HSIC estimator of Song et al. 2012 (JMLR 13).
+
+    As used by Nguyen, Raghu & Kornblith 2021 (arXiv 2010.15327, Eq. (3)): unlike :func:`linear_cka`,
+    whose estimate is biased upwards when :math:`p` is not small against :math:`n`, it is close to 0 for
+    independent representations. Computed in feature space (no :math:`n \times n` matrix), ``n >= 4``.
+    Can be slightly negative; ``nan`` when an unbiased self-HSIC is not positive.
+    """
+    X, Y = _pair(X, Y, min_rows=4)
+    X, Y = _centre(X), _centre(Y)  # HSIC is translation invariant; centring improves round-off
+    kl, kk, ll = _unbiased_linear_hsic(X, Y), _unbiased_linear_hsic(X, X), _unbiased_linear_hsic(Y, Y)
+    return _ratio(kl, torch.sqrt(kk * ll) if kk > 0 and ll > 0 else torch.tensor(0.0))
+
+
+def rbf_cka(X: Tensor, Y: Tensor, *, sigma_frac: float = 0.8) -> float:
+    r"""CKA with Gaussian (RBF) kernels :math:`K_{ij} = \exp(-\|x_i - x_j\|^2 / (2\sigma^2))`.
+
+    Kornblith et al. 2019 (arXiv 1905.00414), their RBF kernel choice: the bandwidth is a fraction
+    of the median distance between examples, :math:`\sigma^2 = \texttt{sigma\_frac}^2 \cdot
+    \mathrm{median}_{i<j}\|x_i-x_j\|^2`, chosen separately for ``X`` and ``Y``. As
+    ``sigma_frac -> inf`` the centred RBF Gram tends to :math:`HXX^\top H/\sigma^2` and RBF CKA tends to
+    :func:`linear_cka`. Forms :math:`n \times n` matrices.
+    """
+    if isinstance(sigma_frac, bool) or not isinstance(sigma_frac, (int, float)) or not sigma_frac > 0:
+        raise BadInput("sigma_frac", sigma_frac, "a positive number (fraction of the median distance)")
+    X, Y = _pair(X, Y)
+
+    def rbf(Z: Tensor) -> Tensor:
+        d2 = torch.cdist(Z, Z).pow(2)
+        iu = torch.triu_indices(Z.shape[0], Z.shape[0], offset=1)
+        med = d2[iu[0], iu[1]].median()
+        if med <= 0:
+            med = d2.max()
+        return torch.exp(-d2 / (2.0 * sigma_frac**2 * med)) if med > 0 else torch.ones_like(d2)
+
+    return kernel_cka(rbf(X), rbf(Y))
+
+
+# --------------------------------------------------------------------------------------------------
+# neighbours, shapes, canonical correlations
+# --------------------------------------------------------------------------------------------------
+
+
+def mutual_knn(X: Tensor, Y: Tensor, *, k: int = 10) -> float:
+    r"""Mutual k-nearest-neighbour alignment :math:`\frac1n\sum_i |N_k^X(i) \cap N_k^Y(i)| / k`.
+
+    Huh et al. 2024, "The Platonic Representation Hypothesis" (arXiv 2405.07987):
+    :math:`N_k^X(i)` are the :math:`k` nearest neighbours of example :math:`i` (itself excluded) under
+    cosine similarity of the rows of ``X``. For independent representations the expected value is
+    :math:`k/(n-1)` (each neighbour set is a uniformly random :math:`k`-subset of the other :math:`n-1`
+    examples); identical neighbourhoods give 1.
+    """
+    X, Y = _pair(X, Y)
+    n = X.shape[0]
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n - 2:
+        raise BadInput("k", k, f"an integer in [1, n - 2] = [1, {n - 2}]")
+
+    def neighbours(Z: Tensor) -> Tensor:
+        Z = Z / torch.linalg.vector_norm(Z, dim=1, keepdim=True).clamp_min(torch.finfo(Z.dtype).tiny)
+        S = Z @ Z.T
+        S.fill_diagonal_(-math.inf)
+        mask = torch.zeros(n, n, dtype=torch.bool)
+        mask.scatter_(1, S.topk(k, dim=1).indices, True)
+        return mask
+
+    return float((neighbours(X) & neighbours(Y)).sum(1).double().mean() / k)
+
+
+def procrustes_distance(X: Tensor, Y: Tensor, *, kind: str = "angular") -> float:
+    r"""Orthogonal Procrustes shape distance between two representations.
+
+    Williams et al. 2021, "Generalized shape metrics on neural representations" (arXiv 2110.14739):
+    centre both, scale each to unit Frobenius norm, then
+
+    .. math::
+        \theta(X, Y) = \arccos \|X^\top Y\|_*, \qquad
+        d(X, Y) = \min_{Q^\top Q = I}\|X - YQ\|_F = \sqrt{2 - 2\|X^\top Y\|_*},
+
+    (``kind="angular"`` and ``"euclidean"``), :math:`\|\cdot\|_*` the nuclear norm. Different widths are
+    compared after zero-padding the narrower one, which leaves :math:`\|X^\top Y\|_*` unchanged. Both
+    vanish exactly when ``Y`` is a rotation (or reflection) of ``X`` up to translation and scale.
+    """
+    if kind not in ("angular", "euclidean"):
+        raise BadInput("kind", kind, "'angular' or 'euclidean'")
+    X, Y = _pair(X, Y)
+    X, Y = _centre(X), _centre(Y)
+    nx, ny = torch.linalg.matrix_norm(X), torch.linalg.matrix_norm(Y)
+    if nx == 0 or ny == 0:
+        return math.nan
+    nuc = float(torch.linalg.svdvals((X / nx).T @ (Y / ny)).sum().clamp(-1.0, 1.0))
+    return math.acos(nuc) if kind == "angular" else math.sqrt(max(2.0 - 2.0 * nuc, 0.0))
+
+
+def _orthonormal_basis(X: Tensor, keep_variance: float | None = None) -> Tensor:
+    """Left singular vectors of centred ``X`` spanning its column space (or its top ``keep_variance``)."""
+    U, s, _ = torch.linalg.svd(X, full_matrices=False)
+    if s.numel() == 0 or s[0] == 0:
+        return U[:, :0]
+    rank = int((s > s[0] * max(X.shape) * torch.finfo(s.dtype).eps).sum())
+    if keep_variance is not None:
+        frac = torch.cumsum(s**2, 0) / (s**2).sum()
+        rank = min(rank, int((frac < keep_variance - 1e-12).sum()) + 1)
+    return U[:, :rank]
+
+
+def canonical_correlations(X: Tensor, Y: Tensor) -> Tensor:
+    r"""Canonical correlations of centred ``X`` and ``Y``, descending, ``min(rank X, rank Y)`` of them.
+
+    Hotelling 1936; computed as the singular values of :math:`U_X^\top U_Y`, with :math:`U_X, U_Y`
+    orthonormal bases of the column spaces (Björck & Golub 1973).
+    """
+    X, Y = _pair(X, Y)
+    Ux, Uy = _orthonormal_basis(_centre(X)), _orthonormal_basis(_centre(Y))
+    return torch.linalg.svdvals(Ux.T @ Uy).clamp(0.0, 1.0)
+
+
+def svcca(X: Tensor, Y: Tensor, *, keep_variance: float = 0.99) -> float:
+    r"""SVCCA: mean canonical correlation after keeping the top singular directions of each.
+
+    Raghu et al. 2017, "SVCCA" (arXiv 1706.05806): centre, keep the fewest singular directions
+    explaining ``keep_variance`` of each representation's variance (99% in the paper), run CCA on the
+    reduced representations, and average the :math:`\min(r_X, r_Y)` canonical correlations. Invariant
+    to invertible linear maps of the retained subspace; 1 when both span the same subspace.
+    """
+    if (
+        isinstance(keep_variance, bool)
+        or not isinstance(keep_variance, (int, float))
+        or not 0 < keep_variance <= 1
+    ):
+        raise BadInput("keep_variance", keep_variance, "a fraction in (0, 1]")
+    X, Y = _pair(X, Y)
+    Ux, Uy = _orthonormal_basis(_centre(X), keep_variance), _orthonormal_basis(_centre(Y), keep_variance)
+    if Ux.shape[1] == 0 or Uy.shape[1] == 0:
+        return math.nan
+    return float(torch.linalg.svdvals(Ux.T @ Uy).clamp(0.0, 1.0).mean())
+
+
+# --------------------------------------------------------------------------------------------------
+# layer-by-layer comparison of two models
+# --------------------------------------------------------------------------------------------------
+
+METRICS: dict[str, Callable[[Tensor, Tensor], float]] = {
+    "linear_cka": linear_cka,
+    "debiased_cka": debiased_cka,
+    "rbf_cka": rbf_cka,
+    "mutual_knn": mutual_knn,
+    "procrustes": procrustes_distance,
+    "svcca": svcca,
+}
+
+
+class _LinearCKAAccumulator:
+    r"""Linear CKA over chunks: sums of :math:`X^\top X`, :math:`Y^\top Y`, :math:`Y^\top X` and column sums.
+
+    Each layer's features are shifted by the mean of its first chunk before accumulation (a shift does
+    not change centred statistics and keeps :math:`X^\top X - s s^\top/n` well conditioned). Memory is
+    :math:`O(\sum p_a^2 + \sum q_b^2 + \sum p_a q_b)`, independent of :math:`n`.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.shift: dict[tuple[str, str], Tensor] = {}
+        self.sums: dict[tuple[str, str], Tensor] = {}
+        self.grams: dict[tuple[str, str], Tensor] = {}
+        self.cross: dict[tuple[str, str], Tensor] = {}
+
+    def _prep(self, key: tuple[str, str], F: Tensor) -> Tensor:
+        F = F.reshape(F.shape[0], -1).to(torch.float64)
+        if key not in self.shift:
+            self.shift[key] = F.mean(0)
+            self.sums[key] = torch.zeros_like(self.shift[key])
+            self.grams[key] = torch.zeros(F.shape[1], F.shape[1], dtype=torch.float64)
+        F = F - self.shift[key]
+        self.sums[key] += F.sum(0)
+        self.grams[key] += F.T @ F
+        return F
+
+    def update(self, feats_a: dict[str, Tensor], feats_b: dict[str, Tensor]) -> None:
+        A = {k: self._prep(("a", k), v) for k, v in feats_a.items()}
+        B = {k: self._prep(("b", k), v) for k, v in feats_b.items()}
+        for ka, Fa in A.items():
+            for kb, Fb in B.items():
+                c = Fb.T @ Fa
+                self.cross[(ka, kb)] = self.cross[(ka, kb)] + c if (ka, kb) in self.cross else c
+        self.n += next(iter(A.values())).shape[0]
+
+    def _centred(self, key_a: tuple[str, str], key_b: tuple[str, str], M: Tensor) -> Tensor:
+        return M - torch.outer(self.sums[key_b], self.sums[key_a]) / self.n
+
+    def result(self, ka: str, kb: str) -> float:
+        xx = self._centred(("a", ka), ("a", ka), self.grams[("a", ka)])
+        yy = self._centred(("b", kb), ("b", kb), self.grams[("b", kb)])
+        yx = self._centred(("a", ka), ("b", kb), self.cross[(ka, kb)])
+        den = torch.linalg.matrix_norm(xx) * torch.linalg.matrix_norm(yy)
+        return _ratio(torch.linalg.matrix_norm(yx) ** 2, den)
+
+
+def _batches(data: Any, batch_size: int | None) -> Iterable[Tensor]:
+    if isinstance(data, Tensor):
+        if data.ndim < 1 or data.shape[0] == 0:
+            raise BadInput("data", tuple(data.shape), "a non-empty batch tensor (n, ...)")
+        step = data.shape[0] if batch_size is None else batch_size
+        return (data[s : s + step] for s in range(0, data.shape[0], step))
+    if isinstance(data, Iterable):
+        return (b[0] if isinstance(b, (tuple, list)) else b for b in data)
+    raise BadInput(
+        "data", type(data).__name__, "a tensor (n, ...) or an iterable of batches (e.g. a DataLoader)"
+    )
+
+
+def compare(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    data: Tensor | Iterable[Any],
+    layers: Sequence[str] | None = None,
+    metric: str = "linear_cka",
+    batch_size: int | None = None,
+    *,
+    layers_b: Sequence[str] | None = None,
+):
+    """Layer-by-layer similarity matrix of two models on the same inputs.
+
+    Each listed layer's output (captured by forward hooks, conv feature maps flattened to
+    ``(n, C*H*W)``) of ``model_a`` is compared with each listed layer's output of ``model_b`` by
+    ``metric``, one of :data:`METRICS` (``"linear_cka"``, ``"debiased_cka"``, ``"rbf_cka"``,
+    ``"mutual_knn"``, ``"procrustes"`` (angular distance), ``"svcca"``).
+
+    Args:
+        model_a, model_b: any modules (run as they are: call ``.eval()`` first if needed); may be the same.
+        data: a tensor ``(n, ...)`` of inputs or an iterable of batches (a tensor, or a tuple/list whose
+            first element is the input, e.g. from a DataLoader).
+        layers: names of submodules of ``model_a`` (``None``: its leaf modules); also used for
+            ``model_b`` unless ``layers_b`` is given.
+        metric: the similarity measure.
+        batch_size: chunk a tensor ``data`` into batches of this size.
+        layers_b: names of submodules of ``model_b``.
+
+    Returns:
+        A pandas DataFrame, index = layers of ``model_a`` (``"layer_a"``), columns = layers of
+        ``model_b`` (``"layer_b"``). For ``"linear_cka"`` the cross-products are accumulated over
+        batches (memory independent of ``n``, quadratic in the layers' widths); the other metrics
+        collect all features first.
+    """
+    import pandas as pd
+
+    if metric not in METRICS:
+        raise BadInput("metric", metric, "one of " + ", ".join(repr(m) for m in METRICS))
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise BadInput("batch_size", batch_size, "None or a positive integer")
+    for name, model in (("model_a", model_a), ("model_b", model_b)):
+        if not isinstance(model, nn.Module):
+            raise BadInput(name, type(model).__name__, "a torch.nn.Module")
+    names_b = layers_b if layers_b is not None else layers
+
+    acc = _LinearCKAAccumulator() if metric == "linear_cka" else None
+    collected_a: dict[str, list[Tensor]] = {}
+    collected_b: dict[str, list[Tensor]] = {}
+    for x in _batches(data, batch_size):
+        fa = capture_activations(model_a, x, layers)
+        fb = capture_activations(model_b, x, names_b)
+        if acc is not None:
+            acc.update(fa, fb)
+        else:
+            for store, feats in ((collected_a, fa), (collected_b, fb)):
+                for k, v in feats.items():
+                    store.setdefault(k, []).append(v.reshape(v.shape[0], -1))
+    if acc is not None:
+        if acc.n == 0:
+            raise BadInput("data", "no batches", "at least one batch of inputs")
+        la, lb = [k for (side, k) in acc.grams if side == "a"], [k for (side, k) in acc.grams if side == "b"]
+        values = [[acc.result(ka, kb) for kb in lb] for ka in la]
+    else:
+        if not collected_a:
+            raise BadInput("data", "no batches", "at least one batch of inputs")
+        la, lb = list(collected_a), list(collected_b)
+        A = {k: torch.cat(v) for k, v in collected_a.items()}
+        B = {k: torch.cat(v) for k, v in collected_b.items()}
+        values = [[METRICS[metric](A[ka], B[kb]) for kb in lb] for ka in la]
+    frame = pd.DataFrame(values, index=pd.Index(la, name="layer_a"), columns=pd.Index(lb, name="layer_b"))
+    return frame
