@@ -29,7 +29,7 @@ from lmech.errors import BadInput
 EXIT_OK, EXIT_VIOLATED, EXIT_BAD_INPUT, EXIT_FAILED = 0, 1, 2, 3
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 # -- progress --------------------------------------------------------------------------------------
@@ -254,12 +254,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.action == "query":
         if not args.arg:
             raise BadInput("runs query", None, "an SQL query over the table `runs`")
+        import duckdb
+
         try:
             frame = store.query(args.arg)
-        except Exception as exc:  # DuckDB's parser/binder errors are user input errors
-            if type(exc).__module__.startswith("duckdb"):
-                raise BadInput("SQL", args.arg, f"a valid query over table `runs` ({exc})") from None
-            raise
+        except duckdb.Error as exc:  # DuckDB's parser/binder errors are user input errors
+            raise BadInput("SQL", args.arg, f"a valid query over table `runs` ({exc})") from None
     else:
         frame = store.table(args.experiment)
         if not frame.empty:
