@@ -91,17 +91,11 @@ def check_batch(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tens
     the RNG: run it in eval mode or under a saved RNG state when the model is stochastic.
     """
     if not isinstance(inputs, Tensor):
-        raise BadInput(
-            "inputs", type(inputs).__name__, "a torch.Tensor whose first dimension indexes examples"
-        )
+        raise BadInput("inputs", type(inputs).__name__, "a torch.Tensor whose first dimension indexes examples")
     if not isinstance(targets, Tensor):
-        raise BadInput(
-            "targets", type(targets).__name__, "a torch.Tensor whose first dimension indexes examples"
-        )
+        raise BadInput("targets", type(targets).__name__, "a torch.Tensor whose first dimension indexes examples")
     if inputs.ndim == 0 or inputs.shape[0] == 0:
-        raise BadInput(
-            "inputs", tuple(inputs.shape), "a non-empty batch (first dimension = number of examples)"
-        )
+        raise BadInput("inputs", tuple(inputs.shape), "a non-empty batch (first dimension = number of examples)")
     if targets.ndim == 0 or targets.shape[0] != inputs.shape[0]:
         raise BadInput(
             "targets",
@@ -124,9 +118,7 @@ def check_batch(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tens
             "targets", f"tensor of shape {tuple(targets.shape)}", f"targets the loss accepts ({err})"
         ) from err
     if not isinstance(loss, Tensor) or loss.numel() != 1:
-        raise BadInput(
-            "loss_fn", getattr(loss_fn, "__name__", repr(loss_fn)), "a callable returning a scalar loss"
-        )
+        raise BadInput("loss_fn", getattr(loss_fn, "__name__", repr(loss_fn)), "a callable returning a scalar loss")
 
 
 @contextlib.contextmanager
@@ -257,6 +249,36 @@ class _LossCurvature(CurvatureOperator):
         return [unflatten(matrix[:, j], self.params) for j in range(matrix.shape[1])]
 
 
+def _vjp_columns(
+    outputs: Sequence[Tensor], inputs: Sequence[Tensor], columns: Sequence[Sequence[Tensor]]
+) -> list[Tensor]:
+    """``[d(outputs . c)/d inputs for c in columns]``, flat, one ``(P_in, m)`` matrix.
+
+    All columns go through one vmapped backward (``is_grads_batched``); models whose operations
+    vmap does not support fall back to one backward per column. The graph is retained.
+    """
+    inputs = list(inputs)
+    if len(columns) == 1:  # one vector (Lanczos): a plain backward, no vmap overhead
+        grads = torch.autograd.grad(outputs, inputs, list(columns[0]), retain_graph=True, allow_unused=True)
+        return flatten([torch.zeros_like(p) if g is None else g for g, p in zip(grads, inputs)])[:, None]
+    try:
+        stacked = [torch.stack([c[i] for c in columns]) for i in range(len(outputs))]
+        grads = torch.autograd.grad(
+            outputs, inputs, stacked, retain_graph=True, allow_unused=True, is_grads_batched=True
+        )
+        m = len(columns)
+        parts = [
+            torch.zeros(m, *p.shape, dtype=p.dtype, device=p.device) if g is None else g for g, p in zip(grads, inputs)
+        ]
+        return torch.cat([t.reshape(m, -1) for t in parts], 1).T
+    except RuntimeError:
+        out = []
+        for c in columns:
+            grads = torch.autograd.grad(outputs, inputs, list(c), retain_graph=True, allow_unused=True)
+            out.append(flatten([torch.zeros_like(p) if g is None else g for g, p in zip(grads, inputs)]))
+        return torch.stack(out, 1)
+
+
 class HessianOperator(_LossCurvature):
     r"""The Hessian :math:`H = \nabla^2_\theta \mathcal{L}(\theta)` of the empirical risk.
 
@@ -289,14 +311,7 @@ class HessianOperator(_LossCurvature):
             if not graph:  # the loss is at most linear in θ on this chunk: zero Hessian
                 continue
             grads = [g for _, g in graph]
-            for j, col in enumerate(cols):
-                last = (j == len(cols) - 1) and not single
-                hv = torch.autograd.grad(
-                    grads, self.params, [col[i] for i, _ in graph], retain_graph=not last, allow_unused=True
-                )
-                out[:, j] += w * flatten(
-                    [torch.zeros_like(p) if h is None else h for h, p in zip(hv, self.params)]
-                )
+            out += w * _vjp_columns(grads, self.params, [[col[i] for i, _ in graph] for col in cols])
         return out.detach()
 
 
@@ -327,16 +342,10 @@ class GGNOperator(_LossCurvature):
             self._cache = list(self._graph(*self.chunks[0]))
         for (x, y), w in zip(self.chunks, self.weights):
             f, grad_f, dummy, jt_dummy = self._cache if single else self._graph(x, y)
-            used = [(j, p) for j, p in zip(jt_dummy, self.params) if j is not None]
-            for k, col in enumerate(cols):
-                col_used = [c for c, j in zip(col, jt_dummy) if j is not None]
-                (jv,) = torch.autograd.grad([j for j, _ in used], dummy, col_used, retain_graph=True)
-                (hjv,) = torch.autograd.grad(grad_f, f, jv, retain_graph=True)
-                last = (k == len(cols) - 1) and not single
-                jthjv = torch.autograd.grad(f, self.params, hjv, retain_graph=not last, allow_unused=True)
-                out[:, k] += w * flatten(
-                    [torch.zeros_like(p) if g is None else g for g, p in zip(jthjv, self.params)]
-                )
+            used = [i for i, j in enumerate(jt_dummy) if j is not None]
+            jv = _vjp_columns([jt_dummy[i] for i in used], [dummy], [[col[i] for i in used] for col in cols])
+            hjv = _vjp_columns([grad_f], [f], [[c.reshape(f.shape)] for c in jv.T])
+            out += w * _vjp_columns([f], self.params, [[c.reshape(f.shape)] for c in hjv.T])
         return out.detach()
 
 
@@ -691,14 +700,10 @@ def optimizer_preconditioner(optimizer: torch.optim.Optimizer, params: Sequence[
     for p in params:
         group = group_of.get(id(p))
         if group is None:
-            raise BadInput(
-                "optimizer", type(optimizer).__name__, "an optimizer holding every trainable parameter"
-            )
+            raise BadInput("optimizer", type(optimizer).__name__, "an optimizer holding every trainable parameter")
         state = optimizer.state.get(p, {})
         if not state or _step_count(state) == 0:
-            raise BadInput(
-                "optimizer", type(optimizer).__name__, "an optimizer that has taken at least one step"
-            )
+            raise BadInput("optimizer", type(optimizer).__name__, "an optimizer that has taken at least one step")
         eps = float(group["eps"])
         if isinstance(optimizer, torch.optim.RMSprop):
             v = state["square_avg"]
@@ -742,9 +747,7 @@ def hessian_eigenvalues(
     """
     params = trainable_parameters(model)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= num_parameters(params):
-        raise BadInput(
-            "k", k, f"an integer in [1, {num_parameters(params)}] (the number of trainable parameters)"
-        )
+        raise BadInput("k", k, f"an integer in [1, {num_parameters(params)}] (the number of trainable parameters)")
     with eval_mode(model):
         op = HessianOperator(model, loss_fn, inputs, targets, chunk_size=chunk_size, params=params)
         result = lanczos(op, k, tol=tol, max_iter=max_iter, v0=v0, generator=generator)
@@ -818,9 +821,7 @@ def preconditioned_sharpness(
     """
     params = trainable_parameters(model)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= num_parameters(params):
-        raise BadInput(
-            "k", k, f"an integer in [1, {num_parameters(params)}] (the number of trainable parameters)"
-        )
+        raise BadInput("k", k, f"an integer in [1, {num_parameters(params)}] (the number of trainable parameters)")
     diag = optimizer_preconditioner(optimizer, params)
     with eval_mode(model):
         op = PreconditionedOperator(
@@ -828,7 +829,5 @@ def preconditioned_sharpness(
         )
         result = lanczos(op, k, tol=tol, max_iter=max_iter, v0=v0, generator=generator)
     if not result.converged:
-        warnings.warn(
-            f"Lanczos stopped after {result.num_matvecs} products before reaching tol={tol}", stacklevel=2
-        )
+        warnings.warn(f"Lanczos stopped after {result.num_matvecs} products before reaching tol={tol}", stacklevel=2)
     return result if return_result else result.values
