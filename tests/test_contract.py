@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from lmech.config import to_dict, validate
-from lmech.experiments import names
 from lmech.experiments import get as get_experiment
+from lmech.experiments import names
 from lmech.experiments.runner import compute
 
 VERDICT_FIELDS = {"law", "statement", "citation", "key", "quantity", "predicted", "measured", "agreement",

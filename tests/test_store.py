@@ -8,13 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from lmech.store import RunStore, run_id
-from lmech.store import files
+from lmech.store import RunStore, files, run_id
 
 
 def test_run_id_is_a_content_hash():
