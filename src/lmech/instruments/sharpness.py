@@ -77,6 +77,10 @@ def stability_threshold(optimizer: torch.optim.Optimizer | None = None, *, lr: f
     raise BadInput("optimizer", type(optimizer).__name__, "SGD, Adam, AdamW or RMSprop (or lr for plain GD)")
 
 
+def _has_stepped(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> bool:
+    return all(bool(optimizer.state.get(p)) for p in params)
+
+
 def _lr_ratio_diagonal(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> Tensor | None:
     """For SGD with unequal group rates: :math:`P = \\eta_0/\\eta_g` per parameter, else None."""
     lrs = {float(g["lr"]) for g in optimizer.param_groups}
@@ -164,6 +168,13 @@ class SharpnessTracker:
         comparable = pre or not isinstance(optimizer, _ADAPTIVE)
         threshold = stability_threshold(optimizer, lr=lr) if known and comparable else None
         started = time.perf_counter()
+        p = self.prefix
+        if pre and not _has_stepped(optimizer, params):
+            # Adam's P does not exist before its first step: a record of NaNs, not an error mid-training
+            record = {f"{p}lambda_{i + 1}": float("nan") for i in range(self.k)}
+            record.update({f"{p}hvps": 0, f"{p}converged": False, f"{p}warm": False, f"{p}seconds": 0.0})
+            self.history.append(record)
+            return record
         with eval_mode(model):
             check_batch(model, loss_fn, inputs, targets)
             op = HessianOperator(
@@ -182,7 +193,6 @@ class SharpnessTracker:
             )
         self._vectors, self._mode = result.vectors.detach(), pre
         self.total_hvps += result.num_matvecs
-        p = self.prefix
         record = {f"{p}lambda_{i + 1}": float(v) for i, v in enumerate(result.values)}
         if threshold is not None:
             record[f"{p}threshold"] = threshold
