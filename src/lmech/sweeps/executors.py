@@ -1,0 +1,272 @@
+"""Executors: where the runs of a sweep are computed. Workers compute and return; only the driver stores.
+
+* :class:`LocalExecutor`: a pool of ``spawn``-ed processes on this machine (default: one per core),
+  each pinned to one torch thread so the cores are not oversubscribed. At most ``workers`` runs are in
+  flight, so a worker crash (the pool breaks) touches only those; they are retried one at a time in a
+  fresh pool, which names the run that kills its worker (recorded as ``failed``) and lets the
+  innocent ones finish.
+* :class:`RayExecutor`: Ray tasks (``num_cpus=1`` each) on a running cluster (``address``) or a local
+  instance started here with ``num_cpus=workers``. Ray retries a task whose worker or node died; a task
+  that still fails is recorded as ``failed``. Ray is imported only here, only when used.
+
+Both run :func:`run_task` on the worker side and yield :class:`~lmech.experiments.runner.ComputedRun`
+objects, in completion order, to the driver (:func:`lmech.sweeps.sweep.run_sweep`), which writes the
+store: a cluster needs no shared file system.
+
+Extra experiments (e.g. a lab's own laws) are made known to workers by listing their modules in the
+environment variable ``LMECH_PLUGINS`` (comma-separated module names, imported by the driver and by
+every worker before any run).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback as _traceback
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from typing import Any
+
+from lmech.errors import BadInput
+from lmech.experiments.runner import ComputedRun
+
+PLUGINS_ENV = "LMECH_PLUGINS"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run to compute: experiment name, config (as :func:`lmech.config.to_dict`), label, figures on/off."""
+
+    experiment: str
+    config: dict[str, Any]
+    label: str
+    figures: bool = True
+    threads: int = 1
+
+    @property
+    def run_id(self) -> str:
+        from lmech.store import run_id
+
+        return run_id(self.experiment, self.config)
+
+
+def load_plugins(modules: str | None = None) -> list[str]:
+    """Import the modules named in ``modules`` (default: ``$LMECH_PLUGINS``) so their experiments register."""
+    import importlib
+
+    text = os.environ.get(PLUGINS_ENV, "") if modules is None else modules
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise BadInput(PLUGINS_ENV, name, f"an importable module ({exc})") from None
+    return names
+
+
+def worker_init(plugins: str = "", threads: int = 1, ignore_sigint: bool = False) -> None:
+    """Prepare a worker process: one torch thread (intra- and inter-op), lmech and plugins imported.
+
+    Local workers ignore Ctrl-C (``ignore_sigint``): the driver receives it and stops them itself.
+    """
+    if ignore_sigint:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:  # already set, or parallel work already started in this process
+        pass
+    import lmech.experiments  # noqa: F401  (registers the law book)
+
+    load_plugins(plugins)
+
+
+def run_task(task: Task) -> ComputedRun:
+    """Compute one run on a worker (no store): the worker-side half of every executor."""
+    from lmech import experiments
+    from lmech.config import from_dict
+    from lmech.experiments.runner import compute_run
+
+    load_plugins()
+    exp = experiments.get(task.experiment)
+    exp.threads = task.threads  # the worker's thread budget, whatever the experiment would take alone
+    try:
+        config = from_dict(exp.Config, task.config)
+    except Exception as exc:  # e.g. the worker's device is missing: a failed run, not a dead sweep
+        return failed_run(task, exc)
+    return compute_run(exp, config, label=task.label, figures=task.figures).portable()
+
+
+def failed_run(task: Task, error: BaseException | str, tb: str | None = None) -> ComputedRun:
+    """A ``failed`` ComputedRun for ``task`` that the driver records (e.g. its worker process died)."""
+    if isinstance(error, BaseException):
+        message = f"{type(error).__name__}: {error}"
+        tb = tb or "".join(_traceback.format_exception(type(error), error, error.__traceback__))
+    else:
+        message = error
+    now = time.time()
+    return ComputedRun(task.experiment, task.run_id, task.label, task.config, "failed",
+                       meta={"label": task.label}, error=message, traceback=tb or message, started=now)
+
+
+def default_workers() -> int:
+    """One worker per core available to this process."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class LocalExecutor:
+    """A pool of ``spawn``-ed worker processes on this machine, one torch thread each."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, max_tasks_per_child: int | None = None, threads: int = 1):
+        workers = default_workers() if workers is None else workers
+        if not isinstance(workers, int) or workers < 1:
+            raise BadInput("--workers", workers, "a number of worker processes >= 1")
+        self.workers, self.max_tasks_per_child, self.threads = workers, max_tasks_per_child, threads
+        self.restarts = 0
+
+    def _pool(self, size: int) -> ProcessPoolExecutor:
+        import multiprocessing
+
+        return ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=worker_init,
+                                   initargs=(os.environ.get(PLUGINS_ENV, ""), self.threads, True),
+                                   max_tasks_per_child=self.max_tasks_per_child)
+
+    @staticmethod
+    def _kill(pool: ProcessPoolExecutor) -> None:
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            if proc.is_alive():
+                proc.kill()
+        for proc in processes:
+            proc.join(timeout=5)
+
+    def run(self, tasks: Iterable[Task]) -> Iterator[ComputedRun]:
+        """Compute ``tasks``; yield each ComputedRun as soon as it is done (completion order)."""
+        queue: deque[Task] = deque(replace(t, threads=self.threads) for t in tasks)
+        if not queue:
+            return
+        suspects: deque[Task] = deque()  # in flight when a worker died: rerun one at a time
+        pool = self._pool(min(self.workers, len(queue)))
+        inflight: dict[Future, tuple[Task, bool]] = {}
+        try:
+            while queue or suspects or inflight:
+                if suspects:
+                    if not inflight:
+                        task = suspects.popleft()
+                        inflight[pool.submit(run_task, task)] = (task, True)
+                else:
+                    while queue and len(inflight) < self.workers:
+                        task = queue.popleft()
+                        inflight[pool.submit(run_task, task)] = (task, False)
+                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                broken = False
+                for fut in done:
+                    task, alone = inflight.pop(fut)
+                    exc = fut.exception()
+                    if exc is None:
+                        yield fut.result()
+                    elif isinstance(exc, BrokenProcessPool):
+                        broken = True
+                        if alone:  # it ran alone, so it is the one that killed its worker
+                            yield failed_run(task, "worker process died while computing this run "
+                                             f"({type(exc).__name__}: {exc})")
+                        else:
+                            suspects.append(task)
+                    else:  # e.g. the result could not be pickled
+                        yield failed_run(task, exc)
+                if broken:
+                    for fut, (task, _alone) in list(inflight.items()):
+                        if fut.done() and fut.exception() is None:
+                            yield fut.result()
+                        else:
+                            suspects.append(task)
+                    inflight.clear()
+                    self._kill(pool)
+                    self.restarts += 1
+                    pool = self._pool(min(self.workers, max(len(queue) + len(suspects), 1)))
+        finally:
+            self._kill(pool)
+
+
+class RayExecutor:
+    """Ray tasks on a cluster (``address``, e.g. ``"auto"``) or on a local Ray instance started here."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, threads: int = 1,
+                 max_retries: int = 3):
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise BadInput("--executor", "ray", "local, or install Ray first: pip install 'lmech[ray]'") from None
+        if workers is not None and (not isinstance(workers, int) or workers < 1):
+            raise BadInput("--workers", workers, "a number of worker processes >= 1")
+        self.address, self.workers, self.threads, self.max_retries = address, workers, threads, max_retries
+
+    def run(self, tasks: Iterable[Task]) -> Iterator[ComputedRun]:
+        """Submit every task to Ray; yield each ComputedRun as it completes (``ray.wait``)."""
+        import ray
+
+        tasks = [replace(t, threads=self.threads) for t in tasks]
+        if not tasks:
+            return
+        started_here = False
+        if not ray.is_initialized():
+            plugins = os.environ.get(PLUGINS_ENV, "")
+            env = {"env_vars": {PLUGINS_ENV: plugins, "OMP_NUM_THREADS": str(self.threads)}}
+            if self.address:
+                ray.init(address=self.address, runtime_env=env, log_to_driver=False)
+            else:
+                ray.init(num_cpus=self.workers or default_workers(), include_dashboard=False, runtime_env=env,
+                         log_to_driver=False)
+            started_here = True
+        remote = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=False)(_ray_task)
+        refs = {remote.remote(t): t for t in tasks}
+        try:
+            while refs:
+                ready, _ = ray.wait(list(refs), num_returns=1)
+                for ref in ready:
+                    task = refs.pop(ref)
+                    try:
+                        yield ray.get(ref)
+                    except Exception as exc:  # the worker or its node died more often than Ray retries
+                        yield failed_run(task, exc)
+        finally:
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            if started_here:
+                ray.shutdown()
+
+
+def _ray_task(task: Task) -> ComputedRun:
+    worker_init(os.environ.get(PLUGINS_ENV, ""), task.threads)
+    return run_task(task)
+
+
+def make_executor(kind: str, workers: int | None = None, ray_address: str | None = None) -> Any:
+    """The executor named ``kind`` ("local" or "ray"), checked before any work."""
+    if kind == "local":
+        if ray_address:
+            raise BadInput("--ray-address", ray_address, "--executor ray (the address of a Ray cluster)")
+        return LocalExecutor(workers)
+    if kind == "ray":
+        return RayExecutor(ray_address, workers)
+    raise BadInput("--executor", kind, "local or ray")
+
+
+__all__ = ["LocalExecutor", "RayExecutor", "Task", "default_workers", "failed_run", "load_plugins", "make_executor",
+           "run_task", "worker_init"]
