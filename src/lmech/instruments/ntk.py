@@ -1,8 +1,8 @@
 r"""The empirical neural tangent kernel (eNTK), its movement, and the linearized model.
 
 For a model :math:`f(x;\theta) \in \mathbb{R}^o` with trainable parameters :math:`\theta \in \mathbb{R}^P`
-the empirical NTK (Jacot et al. 2018, arXiv 1806.07572, Eq. (2); evaluated at finite width as in
-Lee et al. 2019, arXiv 1902.06720, Sec. 2.2) is
+the empirical NTK (Jacot et al. 2018, arXiv 1806.07572, the neural tangent kernel; evaluated at
+finite width as in Lee et al. 2019, arXiv 1902.06720) is
 
 .. math::
     K_{ij}^{ab} = \sum_{p=1}^{P} \frac{\partial f^a(x_i;\theta)}{\partial \theta_p}
@@ -11,13 +11,14 @@ Lee et al. 2019, arXiv 1902.06720, Sec. 2.2) is
 
 an :math:`(n_1, n_2, o, o)` array. ``mode="trace"`` returns :math:`\sum_a K_{ij}^{aa}` and
 ``mode="diagonal"`` returns :math:`K_{ij}^{aa}` (shape ``(n1, n2, o)``), as in the ``compute`` options of
-the PyTorch ``torch.func`` NTK tutorial (Novak et al. 2022, arXiv 2206.08720, Sec. 3).
+the PyTorch ``torch.func`` NTK tutorial, which follows Novak, Sohl-Dickstein & Schoenholz 2022
+("Fast finite width neural tangent kernel", arXiv 2206.08720).
 
 Three methods compute it (all give the same numbers up to round-off):
 
 * ``"jacobian"``: per-example Jacobians by ``vmap(jacrev)`` and one contraction per parameter tensor;
-* ``"ntvp"``: NTK-vector products :math:`K v = J(X) (J(X')^\top v)` (a ``vjp`` then a ``jvp``, Novak et
-  al. 2022, Sec. 3.2) applied to the columns of the identity; :class:`NTKOperator` exposes the product
+* ``"ntvp"``: NTK-vector products :math:`K v = J(X) (J(X')^\top v)` (a ``vjp`` then a ``jvp``, the "NTK-vector
+  products" of Novak et al. 2022) applied to the columns of the identity; :class:`NTKOperator` exposes the product
   itself, matrix-free;
 * ``"linear"`` (and ``"auto"``): a structured path for ``nn.Linear`` layers. A Linear layer
   :math:`z = W a + b` contributes :math:`\partial f^a/\partial W = g^a a^\top` with
@@ -27,7 +28,7 @@ Three methods compute it (all give the same numbers up to round-off):
       K_{ij}^{ab}\big|_{W,b} = (a_i \cdot a'_j + 1)\,(g_i^a \cdot g'^b_j),
 
   one Gram matrix of layer inputs times one Gram matrix of back-propagated output gradients (the
-  per-layer factorisation of Novak et al. 2022, Sec. 4 "structured derivatives"). The remaining
+  per-layer factorisation behind the "structured derivatives" of Novak et al. 2022). The remaining
   parameters (anything that is not the weight or bias of a Linear layer called once on a
   ``(batch, features)`` input) fall back to the Jacobian contraction.
 
@@ -188,18 +189,11 @@ def _per_example_jacobians(
 
 
 def _contract_jacobians(J1: list[Tensor], J2: list[Tensor], mode: str) -> Tensor:
-    r"""Sum over parameter tensors of :math:`J_1 J_2^\top` in the requested mode."""
-    out = None
-    for a, b in zip(J1, J2):
-        n1, o, _ = a.shape
-        n2 = b.shape[0]
-        if mode == "full":
-            blk = (a.reshape(n1 * o, -1) @ b.reshape(n2 * o, -1).T).reshape(n1, o, n2, o).permute(0, 2, 1, 3)
-        elif mode == "trace":
-            blk = a.reshape(n1, -1) @ b.reshape(n2, -1).T
-        else:
-            blk = torch.bmm(a.transpose(0, 1), b.permute(1, 2, 0)).permute(1, 2, 0)
-        out = blk if out is None else out + blk
+    r"""Sum over parameter tensors of :math:`J_1 J_2^\top` in the requested mode (one einsum each)."""
+    expr = {"full": "iaf,jbf->ijab", "trace": "iaf,jaf->ij", "diagonal": "iaf,jaf->ija"}[mode]
+    out = torch.einsum(expr, J1[0], J2[0])
+    for a, b in zip(J1[1:], J2[1:]):
+        out += torch.einsum(expr, a, b)
     return out
 
 
@@ -212,8 +206,8 @@ class NTKOperator:
     r"""The eNTK as a matrix-free linear operator of shape :math:`(n_1 o, n_2 o)`.
 
     ``K @ v = J(X_1) (J(X_2)^\top v)``: one vector-Jacobian product of :math:`f(X_2)` followed by one
-    Jacobian-vector product of :math:`f(X_1)` (Novak et al. 2022, arXiv 2206.08720, Sec. 3.2, "NTK-vector
-    products"). Rows and columns are indexed by ``(example, output)`` pairs flattened example-major,
+    Jacobian-vector product of :math:`f(X_1)` (the "NTK-vector products" of Novak et al. 2022, arXiv
+    2206.08720). Rows and columns are indexed by ``(example, output)`` pairs flattened example-major,
     ``i * o + a``, so ``to_dense()`` equals
     ``empirical_ntk(model, x1, x2).permute(0, 2, 1, 3).reshape(n1*o, n2*o)``.
     ``v`` may be a vector ``(n2*o,)`` or a matrix ``(n2*o, k)`` (the ``k`` products are vmapped).
@@ -387,7 +381,7 @@ def empirical_ntk(
 ) -> Tensor:
     r"""The empirical NTK :math:`K_{ij}^{ab} = \nabla_\theta f^a(x_i) \cdot \nabla_\theta f^b(x'_j)`.
 
-    Jacot et al. 2018 (arXiv 1806.07572), Eq. (2), at the model's current parameters (every parameter
+    Jacot et al. 2018 (arXiv 1806.07572), the neural tangent kernel at the model's current parameters (every parameter
     with ``requires_grad``); ``x2=None`` means ``x2 = x1`` (the symmetric Gram matrix).
 
     Args:
@@ -447,7 +441,7 @@ class LinearizedModel:
     .. math::
         f_{\rm lin}(x;\theta) = f(x;\theta_0) + J(x;\theta_0)\,(\theta - \theta_0),
 
-    Lee et al. 2019 (arXiv 1902.06720), Sec. 2.2 ("linearized networks"), computed with one
+    Lee et al. 2019 (arXiv 1902.06720), their linearized network :math:`f^{\rm lin}`, computed with one
     forward-mode product ``torch.func.jvp`` (no Jacobian is formed). Under gradient flow on a
     squared loss this model follows the eNTK dynamics exactly.
 

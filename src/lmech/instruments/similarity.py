@@ -56,7 +56,7 @@ def _matrix(name: str, X: Any, min_rows: int = 2) -> Tensor:
         X = X[:, None]
     if X.ndim < 1 or X.shape[0] < min_rows or X[0].numel() == 0:
         raise BadInput(name, tuple(X.shape), f"a feature matrix (n, p) with n >= {min_rows} and p >= 1")
-    return X.detach().reshape(X.shape[0], -1).to(torch.float64)
+    return X.detach().reshape(X.shape[0], -1).to(torch.float64, copy=True)  # private: centred in place
 
 
 def _pair(X: Any, Y: Any, min_rows: int = 2) -> tuple[Tensor, Tensor]:
@@ -67,7 +67,8 @@ def _pair(X: Any, Y: Any, min_rows: int = 2) -> tuple[Tensor, Tensor]:
 
 
 def _centre(X: Tensor) -> Tensor:
-    return X - X.mean(0, keepdim=True)
+    """Subtract the column means in place (``X`` is a private float64 copy made by :func:`_matrix`)."""
+    return X.sub_(X.mean(0, keepdim=True))
 
 
 def _ratio(num: Tensor, den: Tensor) -> float:
