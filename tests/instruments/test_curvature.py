@@ -125,6 +125,27 @@ def test_top_eigenvalues_match_dense_eigvalsh(problem, k):
     assert ((got - exact).abs() / exact.abs()).max() <= REL
 
 
+def test_gap_bound_meets_its_tolerance_with_fewer_products(problem):
+    model, loss_fn, x, y, H = problem
+    exact = torch.linalg.eigvalsh(H).flip(0)[:3]
+    runs = {}
+    for bound in ("residual", "gap"):
+        res = hessian_eigenvalues(
+            model,
+            loss_fn,
+            x,
+            y,
+            k=3,
+            tol=1e-6,
+            bound=bound,
+            generator=torch.Generator().manual_seed(2),
+            return_result=True,
+        )
+        assert ((res.values - exact).abs() / exact).max() <= 1e-6
+        runs[bound] = res.num_matvecs
+    assert runs["gap"] < runs["residual"]
+
+
 def test_chunked_eigenvalues_and_warm_start(problem):
     model, loss_fn, x, y, H = problem
     exact = torch.linalg.eigvalsh(H).flip(0)[:2]

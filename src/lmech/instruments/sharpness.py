@@ -97,7 +97,8 @@ class SharpnessTracker:
     Call :meth:`measure` in any loop (GD, SGD, Adam...), or attach the tracker to a
     :class:`~lmech.instruments.monitor.Monitor` as a probe. Each measurement runs
     :func:`~lmech.instruments.curvature.lanczos` (largest *algebraic* eigenvalues, relative
-    residual ``tol``, at most ``max_iter`` products) started from the previous measurement's Ritz
+    residual ``tol`` or, with ``bound="gap"``, the residual²/gap estimate; at most ``max_iter``
+    products) started from the previous measurement's Ritz
     vectors. It returns ``{prefix}lambda_1 .. lambda_k``, ``{prefix}threshold`` and
     ``{prefix}ratio`` = λ1/threshold (when an optimizer or ``lr`` is known), ``{prefix}hvps``
     (products used by this measurement) and ``{prefix}converged``.
@@ -116,6 +117,7 @@ class SharpnessTracker:
         chunk_size: int | None = None,
         preconditioned: bool | None = None,
         warm_start: bool = True,
+        bound: str = "residual",
         prefix: str = "",
         seed: int = 0,
     ):
@@ -130,7 +132,9 @@ class SharpnessTracker:
         if not isinstance(prefix, str):
             raise BadInput("prefix", prefix, "a string")
         self.k, self.tol, self.max_iter, self.chunk_size = int(k), float(tol), int(max_iter), chunk_size
-        self.preconditioned, self.warm_start, self.prefix = preconditioned, warm_start, prefix
+        if bound not in ("residual", "gap"):
+            raise BadInput("bound", bound, "'residual' (rigorous) or 'gap' (see curvature.lanczos)")
+        self.preconditioned, self.warm_start, self.prefix, self.bound = preconditioned, warm_start, prefix, bound
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[dict] = []
         self.total_hvps = 0
@@ -141,9 +145,7 @@ class SharpnessTracker:
         if self.preconditioned is None:
             return isinstance(optimizer, _ADAPTIVE)
         if self.preconditioned and not isinstance(optimizer, _ADAPTIVE):
-            raise BadInput(
-                "optimizer", type(optimizer).__name__, "Adam, AdamW or RMSprop when preconditioned=True"
-            )
+            raise BadInput("optimizer", type(optimizer).__name__, "Adam, AdamW or RMSprop when preconditioned=True")
         return self.preconditioned
 
     def measure(
@@ -159,9 +161,7 @@ class SharpnessTracker:
         """Measure the top-``k`` eigenvalues now; append the record to ``history`` and return it."""
         params = trainable_parameters(model)
         if self.k > num_parameters(params):
-            raise BadInput(
-                "k", self.k, f"at most the number of trainable parameters {num_parameters(params)}"
-            )
+            raise BadInput("k", self.k, f"at most the number of trainable parameters {num_parameters(params)}")
         pre = self._use_preconditioner(optimizer)
         known = optimizer is not None or lr is not None
         # an adaptive optimizer's threshold bounds P^{-1}H, not H: no threshold for its plain sharpness
@@ -188,9 +188,7 @@ class SharpnessTracker:
             v0 = self._vectors if (self.warm_start and self._mode == pre) else None
             if v0 is not None and v0.shape[0] != op.shape[0]:
                 v0 = None
-            result = lanczos(
-                op, self.k, tol=self.tol, max_iter=self.max_iter, v0=v0, generator=self.generator
-            )
+            result = lanczos(op, self.k, tol=self.tol, max_iter=self.max_iter, v0=v0, generator=self.generator)
         self._vectors, self._mode = result.vectors.detach(), pre
         self.total_hvps += result.num_matvecs
         record = {f"{p}lambda_{i + 1}": float(v) for i, v in enumerate(result.values)}
