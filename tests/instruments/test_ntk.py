@@ -133,6 +133,16 @@ def test_default_method_is_structured_and_exact_on_sequential_mlp():
     assert rel_err(K, reference_ntk(model, x, x, "full")) <= RTOL
 
 
+def test_default_method_on_a_model_without_linear_layers_falls_back_entirely():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Tanh(), nn.Flatten(), nn.Unflatten(1, (1, 8)), nn.Conv1d(1, 2, 8))
+    model = model.double()
+    x = torch.randn(4, 1, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    K = empirical_ntk(model, x)
+    assert K.shape == (4, 4, 2, 2)
+    assert rel_err(K, reference_ntk(model, x, x, "full")) <= RTOL
+
+
 def test_ntk_operator_products_match_dense():
     model = make_model("mlp3")
     g = torch.Generator().manual_seed(3)

@@ -329,7 +329,7 @@ class _LinearFeatures:
             raise BadInput("model", type(self.model).__name__, "the same layer calls for every input chunk")
         zs = [records[k][0][1] for k in self.usable]
         grads = [torch.zeros(x.shape[0], self.o, z.shape[-1], dtype=z.dtype, device=z.device) for z in zs]
-        for a in range(self.o):
+        for a in range(self.o if zs else 0):
             gs = torch.autograd.grad(out[:, a].sum(), zs, retain_graph=a < self.o - 1, allow_unused=True)
             for g_all, g in zip(grads, gs):
                 if g is not None:
