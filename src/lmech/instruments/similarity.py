@@ -437,6 +437,12 @@ def compare(
     for x in _batches(data, batch_size):
         fa = capture_activations(model_a, x, layers)
         fb = capture_activations(model_b, x, names_b)
+        for side, feats in (("layers", fa), ("layers_b", fb)):
+            if not feats:
+                raise BadInput(side, layers if side == "layers" else names_b, "layers producing one tensor each")
+            bad = [k for k, v in feats.items() if v.ndim == 0 or v.shape[0] != x.shape[0]]
+            if bad:
+                raise BadInput(side, bad, f"layers whose outputs have the batch ({x.shape[0]}) as first dimension")
         if acc is not None:
             acc.update(fa, fb)
         else:
