@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -374,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except BadInput as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print("[red]error:[/]", escape(str(exc)), emoji=False)  # the message verbatim (no markup, no :emoji:)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: finished runs are stored; rerun to resume")

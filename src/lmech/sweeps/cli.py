@@ -23,6 +23,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from rich.markup import escape
+
 from lmech.errors import BadInput
 
 EXIT_OK, EXIT_FAILED = 0, 3
@@ -140,7 +142,7 @@ def _dry_run(sweep, store, args) -> int:
                   f"{len(rows)} runs ({len(done)} stored)", title_justify="left", header_style="bold")
     for p in sweep.points:
         table.add_row(p.run_id[:10], *(str(p.values.get(k, "")) for k in sweep.scales), "yes" if p.run_id in done else "")
-    Console(highlight=False, soft_wrap=True).print(table)
+    Console(highlight=False, soft_wrap=True, emoji=False).print(table)
     return EXIT_OK
 
 
@@ -158,7 +160,7 @@ def _run_with_progress(sweep, store, executor, *, force: bool, figures: bool, qu
 
     from lmech.sweeps.sweep import run_sweep
 
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("[red]{task.fields[failures]} failed[/]"), TimeElapsedColumn(), TextColumn("eta"),
                    TimeRemainingColumn(), console=err, transient=True, disable=quiet)
@@ -173,12 +175,12 @@ def _run_with_progress(sweep, store, executor, *, force: bool, figures: bool, qu
     def on_run(event) -> None:
         run = event.run
         color = {"done": "green", "diverged": "yellow", "failed": "red"}[run.status]
-        where = " ".join(f"{k}={v}" for k, v in event.point.values.items())
+        where = escape(" ".join(f"{k}={v}" for k, v in event.point.values.items()))
         extra = ""
         if run.status == "diverged":
             extra = f" at step {run.diverged_at}"
         elif run.status == "failed":
-            extra = f": {run.error}"
+            extra = f": {escape(run.error or '')}"
         elif run.summary.get("holds") is not None:
             extra = " (law holds)" if run.summary["holds"] else " (law violated)"
         bar.console.print(f"[{color}]{run.status}[/]{extra}  {event.done}/{event.total}  {run.run_id[:10]}  {where}  "
@@ -204,13 +206,13 @@ def _plot(sweep, store, plot):
 def _print_summary(report, store, plot_path) -> None:
     from rich.console import Console
 
-    out = Console(highlight=False, soft_wrap=True)
+    out = Console(highlight=False, soft_wrap=True, emoji=False)
     c = report.counts()
     out.print(f"sweep {report.sweep_id}: {report.total} runs — {len(report.skipped)} already stored, "
               f"{len(report.computed)} computed ([green]{c['done']} done[/], [yellow]{c['diverged']} diverged[/], "
               f"[red]{c['failed']} failed[/]) in {report.wall_s:.1f} s")
     for rid, error in report.errors.items():
-        out.print(f"  [red]failed[/] {rid[:10]}: {error}  (`lmech runs show {rid[:10]}` for the traceback)")
+        out.print(f"  [red]failed[/] {rid[:10]}: {escape(error)}  (`lmech runs show {rid[:10]}` for the traceback)")
     out.print(f"[dim]runs in {store.root}; spec {report.spec_path}; query with "
               f"`lmech runs query \"select * from runs where experiment = '{report.experiment}'\"`[/]")
     if plot_path is not None:

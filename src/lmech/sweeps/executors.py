@@ -1,6 +1,7 @@
 """Executors: where the runs of a sweep are computed. Workers compute and return; only the driver stores.
 
-* :class:`LocalExecutor`: a pool of ``spawn``-ed processes on this machine (default: one per core),
+* :class:`LocalExecutor`: a pool of worker processes on this machine (default: one per core), started
+  by a ``forkserver`` that has imported lmech (``spawn`` where there is none),
   each pinned to one torch thread so the cores are not oversubscribed. At most ``workers`` runs are in
   flight, so a worker crash (the pool breaks) touches only those; they are retried one at a time in a
   fresh pool, which names the run that kills its worker (recorded as ``failed``) and lets the
@@ -124,8 +125,20 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def _context() -> Any:
+    """``forkserver`` (workers forked from a clean server that has imported lmech once: a new worker
+    starts in milliseconds, and never inherits the driver's torch threads), else ``spawn``."""
+    import multiprocessing
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["lmech.experiments", "lmech.sweeps.executors"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 class LocalExecutor:
-    """A pool of ``spawn``-ed worker processes on this machine, one torch thread each."""
+    """A pool of worker processes on this machine (forkserver or spawn, never a bare fork), one torch thread each."""
 
     name = "local"
 
@@ -137,9 +150,7 @@ class LocalExecutor:
         self.restarts = 0
 
     def _pool(self, size: int) -> ProcessPoolExecutor:
-        import multiprocessing
-
-        return ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"),
+        return ProcessPoolExecutor(max_workers=size, mp_context=_context(),
                                    initializer=worker_init,
                                    initargs=(os.environ.get(PLUGINS_ENV, ""), self.threads, True),
                                    max_tasks_per_child=self.max_tasks_per_child)
@@ -164,34 +175,40 @@ class LocalExecutor:
         inflight: dict[Future, tuple[Task, bool]] = {}
         try:
             while queue or suspects or inflight:
-                if suspects:
-                    if not inflight:
-                        task = suspects.popleft()
-                        inflight[pool.submit(run_task, task)] = (task, True)
-                else:
-                    while queue and len(inflight) < self.workers:
-                        task = queue.popleft()
-                        inflight[pool.submit(run_task, task)] = (task, False)
-                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
                 broken = False
-                for fut in done:
-                    task, alone = inflight.pop(fut)
-                    exc = fut.exception()
-                    if exc is None:
-                        yield fut.result()
-                    elif isinstance(exc, BrokenProcessPool):
-                        broken = True
-                        if alone:  # it ran alone, so it is the one that killed its worker
-                            yield failed_run(task, "worker process died while computing this run "
-                                             f"({type(exc).__name__}: {exc})")
-                        else:
-                            suspects.append(task)
-                    else:  # e.g. the result could not be pickled
-                        yield failed_run(task, exc)
+                try:
+                    if suspects:
+                        if not inflight:
+                            inflight[pool.submit(run_task, suspects[0])] = (suspects[0], True)
+                            suspects.popleft()
+                    else:
+                        while queue and len(inflight) < self.workers:
+                            inflight[pool.submit(run_task, queue[0])] = (queue[0], False)
+                            queue.popleft()
+                except BrokenProcessPool:  # a worker died since the last wait: the task stays queued
+                    broken = True
+                if not broken:
+                    done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        task, alone = inflight.pop(fut)
+                        exc = fut.exception()
+                        if exc is None:
+                            yield fut.result()
+                        elif isinstance(exc, BrokenProcessPool):
+                            broken = True
+                            if alone:  # it ran alone, so it is the one that killed its worker
+                                yield failed_run(task, "worker process died while computing this run "
+                                                 f"({type(exc).__name__}: {exc})")
+                            else:
+                                suspects.append(task)
+                        else:  # e.g. the result could not be pickled
+                            yield failed_run(task, exc)
                 if broken:
-                    for fut, (task, _alone) in list(inflight.items()):
+                    for fut, (task, alone) in list(inflight.items()):
                         if fut.done() and fut.exception() is None:
                             yield fut.result()
+                        elif alone:
+                            yield failed_run(task, "worker process died while computing this run")
                         else:
                             suspects.append(task)
                     inflight.clear()
