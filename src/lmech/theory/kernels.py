@@ -97,23 +97,24 @@ class _State:
 
 # ---------------------------------------------------------------- Gaussian expectations of activations
 
-def _correlation(q1: Tensor, q2: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """sqrt(q1 q2) and ρ = c / sqrt(q1 q2) clipped to [-1, 1] (0 where a variance vanishes)."""
-    scale = torch.sqrt(q1 * q2)
-    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    rho = torch.where(scale > 0, c / safe, torch.zeros_like(c)).clamp(-1.0, 1.0)
-    return scale, rho
+def _correlation(s1: Tensor, s2: Tensor, c: Tensor) -> Tensor:
+    """ρ = c / (s1 s2) clipped to [-1, 1], 0 where a standard deviation vanishes (s1, s2 broadcast)."""
+    inv1 = torch.where(s1 > 0, 1.0 / torch.where(s1 > 0, s1, torch.ones_like(s1)), torch.zeros_like(s1))
+    inv2 = torch.where(s2 > 0, 1.0 / torch.where(s2 > 0, s2, torch.ones_like(s2)), torch.zeros_like(s2))
+    return (c * inv1).mul_(inv2).clamp_(-1.0, 1.0)
 
 
-def _relu_like(scale: Tensor, rho: Tensor, a: float, b: float) -> tuple[Tensor, Tensor]:
+def _relu_like(s1: Tensor, s2: Tensor, rho: Tensor, a: float, b: float) -> tuple[Tensor, Tensor]:
     theta = torch.arccos(rho)
-    sin = torch.sqrt(torch.clamp(1.0 - rho * rho, min=0.0))
-    same = sin + (math.pi - theta) * rho            # 2π E[relu(u) relu(v)] / sqrt(q1 q2)
+    sin = torch.sqrt((1.0 - rho * rho).clamp_(min=0.0))
+    rest = math.pi - theta
+    same = torch.addcmul(sin, rest, rho)            # 2π E[relu(u) relu(v)] / sqrt(q1 q2)
     if a == 0.0:                                    # b·relu: skip the mixed terms
-        return (b * b / (2 * math.pi)) * scale * same, (b * b / (2 * math.pi)) * (math.pi - theta)
+        c = b * b / (2 * math.pi)
+        return same.mul_(s1 * c).mul_(s2), rest.mul_(c)
     opposite = sin - theta * rho                    # 2π E[relu(u) relu(-v)] / sqrt(q1 q2)
-    k = scale / (2 * math.pi) * ((a * a + b * b) * same - 2 * a * b * opposite)
-    k_dot = ((a * a + b * b) * (math.pi - theta) + 2 * a * b * theta) / (2 * math.pi)
+    k = ((a * a + b * b) * same - 2 * a * b * opposite).mul_(s1 / (2 * math.pi)).mul_(s2)
+    k_dot = ((a * a + b * b) * rest + 2 * a * b * theta) / (2 * math.pi)
     return k, k_dot
 
 
@@ -181,22 +182,29 @@ def activation_kernel(activation: str | Callable | Activation, q1, q2, cov, *, m
     if method == "closed" and not closed:
         raise BadInput("activation", act.name, f"one of {CLOSED_FORM} for method='closed'")
     q1, q2, cov = (torch.as_tensor(v, dtype=torch.float64) for v in (q1, q2, cov))
-    q1, q2, cov = torch.broadcast_tensors(q1, q2, cov)
     if torch.any(q1 < 0) or torch.any(q2 < 0):
         raise BadInput("q1, q2", "negative variance", "variances >= 0")
-    scale, rho = _correlation(q1, q2, cov)
-    if closed and method != "quadrature":
+    return _expectations(act, torch.sqrt(q1), torch.sqrt(q2), cov, method, quadrature_points)
+
+
+def _expectations(act: Activation, s1: Tensor, s2: Tensor, cov: Tensor, method: str, points: int,
+                  unit_diagonal: bool = False) -> tuple[Tensor, Tensor]:
+    """activation_kernel on standard deviations s1, s2 (broadcast against cov, not materialized)."""
+    rho = _correlation(s1, s2, cov)
+    if unit_diagonal:  # the kernel of a set with itself: exactly ρ = 1 on the diagonal
+        rho.diagonal().fill_(1.0)
+    if isinstance(act.fn, str) and act.fn in CLOSED_FORM and method != "quadrature":
         if act.fn == "relu":
-            return _relu_like(scale, rho, 0.0, 1.0)
+            return _relu_like(s1, s2, rho, 0.0, 1.0)
         if act.fn == "leaky_relu":
-            return _relu_like(scale, rho, float(act.negative_slope), float(act.positive_slope))
+            return _relu_like(s1, s2, rho, float(act.negative_slope), float(act.positive_slope))
+        c = rho * s1 * s2
         if act.fn == "erf":
-            return _erf(q1, q2, rho * scale)
-        return rho * scale, torch.ones_like(rho)
-    shape = rho.shape
-    k, k_dot = _quadrature(act, torch.sqrt(q1).reshape(-1), torch.sqrt(q2).reshape(-1),
-                           rho.reshape(-1), quadrature_points)
-    return k.reshape(shape), k_dot.reshape(shape)
+            return _erf(s1 * s1, s2 * s2, c)
+        return c, torch.ones_like(rho)
+    s1, s2, rho = torch.broadcast_tensors(s1, s2, rho)
+    k, k_dot = _quadrature(act, s1.reshape(-1), s2.reshape(-1), rho.reshape(-1), points)
+    return k.reshape(rho.shape), k_dot.reshape(rho.shape)
 
 
 # ------------------------------------------------------------------------------ layer-by-layer kernels
@@ -204,8 +212,8 @@ def activation_kernel(activation: str | Callable | Activation, q1, q2, cov, *, m
 def _dense(spec: Dense, state: _State) -> _State:
     g = spec.parametrization.kernel_gains(state.width, spec.weight_std, spec.bias_std)
     return _State(
-        nngp=g.nngp_weight * state.nngp + g.nngp_bias,
-        ntk=g.ntk_weight * state.nngp + g.ntk_bias + g.nngp_weight * state.ntk,
+        nngp=torch.mul(state.nngp, g.nngp_weight).add_(g.nngp_bias),
+        ntk=torch.mul(state.nngp, g.ntk_weight).add_(g.ntk_bias).add_(state.ntk, alpha=g.nngp_weight),
         var1=g.nngp_weight * state.var1 + g.nngp_bias,
         var2=g.nngp_weight * state.var2 + g.nngp_bias,
         width=None if spec.width is None else int(spec.width),
@@ -214,16 +222,12 @@ def _dense(spec: Dense, state: _State) -> _State:
 
 
 def _activation(spec: Activation, state: _State, points: int) -> _State:
-    cov = state.nngp
-    if state.symmetric:  # exactly ρ = 1 on the diagonal of a set with itself
-        cov = cov.clone()
-        cov.diagonal().copy_(state.var1)
-    k, k_dot = activation_kernel(spec, state.var1[:, None], state.var2[None, :], cov,
-                                 quadrature_points=points)
-    var1 = activation_kernel(spec, state.var1, state.var1, state.var1, quadrature_points=points)[0]
-    var2 = var1 if state.symmetric else activation_kernel(
-        spec, state.var2, state.var2, state.var2, quadrature_points=points)[0]
-    return _State(k, k_dot * state.ntk, var1, var2, state.width, state.symmetric)
+    s1, s2 = torch.sqrt(state.var1), torch.sqrt(state.var2)
+    k, k_dot = _expectations(spec, s1[:, None], s2[None, :], state.nngp, "auto", points,
+                             unit_diagonal=state.symmetric)
+    var1 = _expectations(spec, s1, s1, state.var1, "auto", points)[0]
+    var2 = var1 if state.symmetric else _expectations(spec, s2, s2, state.var2, "auto", points)[0]
+    return _State(k, k_dot.mul_(state.ntk), var1, var2, state.width, state.symmetric)
 
 
 def _check_points(points: int) -> None:
