@@ -170,7 +170,7 @@ def main() -> None:
             f"this machine's float64 GEMM rate measured in the same run ({gf64:.0f} GFLOP/s) that is "
             f"{flops / gf64 / 1e9 * 1e3:.0f} ms, against {res['lmech linear_cka'][0] * 1e3:.0f} ms measured (the rest "
             "is the float64 copy and centring of X and Y, memory-bound). Its memory is the two float64 copies "
-            f"of the features ({2 * N * (P + Q) * 8 / 2**20:.0f} MiB in all) plus three 512 x 512 matrices.",
+            f"of the features ({N * (P + Q) * 8 / 2**20:.0f} MiB in all) plus three 512 x 512 matrices.",
         ]
     )
     record("cka", md)
