@@ -71,3 +71,19 @@ def linear_teacher(singular_values: Sequence[float], d_in: int, d_out: int, gen:
     v = random_orthogonal(d_in, gen)[:, :r]
     m = u @ torch.diag(s) @ v.T
     return LinearTeacher(m.to(dtype), s.to(dtype), u.to(dtype), v.to(dtype))
+
+
+def chebyshev_regression(n: int = 20, degree: int = 6, dtype: torch.dtype = torch.float64
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Regression of the Chebyshev polynomial T_degree on ``n`` evenly spaced points of [-1, 1].
+
+    T_k(x) = cos(k arccos x). Returns inputs (n, 1) and targets (n, 1): the small synthetic problem of
+    the edge-of-stability experiments (Cohen et al. 2021, arXiv 2103.00065, appendix).
+    """
+    if n < 2:
+        raise BadInput("n_samples", n, "at least 2 points")
+    if degree < 0:
+        raise BadInput("degree", degree, "a non-negative integer")
+    x = torch.linspace(-1.0, 1.0, n, dtype=torch.float64)
+    y = torch.cos(degree * torch.arccos(x.clamp(-1.0, 1.0)))
+    return x[:, None].to(dtype), y[:, None].to(dtype)

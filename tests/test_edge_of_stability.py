@@ -1,0 +1,157 @@
+"""Edge of stability: threshold formulas, the tracker against dense eigenvalues during a run, the
+gradient-flow reference against a closed form, and divergence recorded as a result."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from lmech.config import apply_overrides
+from lmech.data.digits import digits
+from lmech.data.synthetic import chebyshev_regression
+from lmech.errors import BadInput
+from lmech.experiments import execute, get
+from lmech.experiments.edge_of_stability import adam_threshold, gd_threshold, half_mse
+from lmech.instruments.sharpness import SharpnessTracker
+from lmech.store import RunStore
+from lmech.theory.gradient_flow import gradient_flow
+
+
+def _bounded(step, a: float, iters: int = 4000) -> bool:
+    """Iterate a linear recurrence on a 1-D quadratic of scaled curvature a; True if it stays bounded."""
+    state = step(None, a)
+    for _ in range(iters):
+        state = step(state, a)
+        if np.any(np.abs(state) >= 10.0):  # starts at 1: a 10-fold growth is instability
+            return False
+    return True
+
+
+def _gd(state, a):  # x ← x − a x  (a = ηλ)
+    return np.array([1.0]) if state is None else state - a * state
+
+
+def _adam_frozen(beta1):
+    # Adam with its preconditioner frozen on a quadratic (Cohen et al. 2022, Sec. 2):
+    # m ← β1 m + (1 − β1) λx ;  x ← x − η m / P.  With a = ηλ/P the state (x, m/λ) evolves linearly.
+    def step(state, a):
+        if state is None:
+            return np.array([1.0, 0.0])
+        x, m = state
+        m = beta1 * m + (1 - beta1) * x
+        return np.array([x - a * m, m])
+
+    return step
+
+
+@pytest.mark.parametrize("lr", [0.01, 0.2, 3.0])
+def test_gd_threshold_is_the_quadratic_stability_boundary(lr):
+    # Reference: iterate GD on a quadratic of curvature λ just below / above the predicted threshold.
+    thr = gd_threshold(lr)
+    assert _bounded(_gd, lr * thr * 0.999) and not _bounded(_gd, lr * thr * 1.001)
+
+
+@pytest.mark.parametrize("beta1", [0.0, 0.5, 0.9, 0.99])
+def test_adam_threshold_is_the_frozen_preconditioner_stability_boundary(beta1):
+    lr = 1e-3
+    thr = adam_threshold(lr, beta1)
+    step = _adam_frozen(beta1)
+    iters = 20000 if beta1 > 0.95 else 4000  # slow modes near β1 → 1 need longer to reveal growth
+    assert _bounded(step, lr * thr * 0.995, iters) and not _bounded(step, lr * thr * 1.005, iters)
+    if beta1 == 0.9:
+        assert thr == pytest.approx(38 / lr, rel=1e-12)
+
+
+def test_tracker_matches_dense_hessian_during_training():
+    # A small tanh MLP trained by GD: at several steps the tracked top-3 eigenvalues (warm-started
+    # Lanczos, tol 1e-10) must equal the dense Hessian's from autograd + eigvalsh. 1e-7 relative leaves
+    # margin over the Lanczos residual bound (tol × ‖H‖) while any warm-start bug shows up as O(1).
+    torch.manual_seed(0)
+    x, y = chebyshev_regression(12, 6)
+    model = torch.nn.Sequential(torch.nn.Linear(1, 10), torch.nn.Tanh(), torch.nn.Linear(10, 10), torch.nn.Tanh(),
+                                torch.nn.Linear(10, 1)).double()
+    params = list(model.parameters())
+    shapes = [p.shape for p in params]
+    sizes = [p.numel() for p in params]
+    tracker = SharpnessTracker(k=3, tol=1e-10, max_iter=200)
+    opt = torch.optim.SGD(model.parameters(), lr=0.3)
+
+    def dense_top3() -> np.ndarray:
+        flat = torch.cat([p.detach().reshape(-1) for p in params])
+
+        def loss_of(vec):
+            chunks = [c.reshape(s) for c, s in zip(torch.split(vec, sizes), shapes)]
+            out = torch.func.functional_call(model, dict(zip([n for n, _ in model.named_parameters()], chunks)), (x,))
+            return half_mse(out, y)
+
+        hess = torch.autograd.functional.hessian(loss_of, flat)
+        return torch.linalg.eigvalsh(hess).flip(0)[:3].numpy()
+
+    warm_seen = False
+    for step in range(31):
+        if step % 10 == 0:
+            rec = tracker.measure(model, half_mse, x, y, optimizer=opt)
+            got = np.array([rec[f"lambda_{i}"] for i in (1, 2, 3)])
+            np.testing.assert_allclose(got, dense_top3(), rtol=1e-7)
+            assert rec["threshold"] == pytest.approx(2 / 0.3) and rec["ratio"] == pytest.approx(got[0] / (2 / 0.3))
+            warm_seen |= rec["warm"]
+        opt.zero_grad()
+        half_mse(model(x), y).backward()
+        opt.step()
+    assert warm_seen
+
+
+def test_gradient_flow_matches_linear_closed_form():
+    # Least squares L(θ) = ½ mean‖Xθ − y‖²: θ(t) = θ* + exp(−Ht)(θ0 − θ*), H = XᵀX/n (exact reference).
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(30, 4, generator=gen, dtype=torch.float64)
+    y = torch.randn(30, 1, generator=gen, dtype=torch.float64)
+    model = torch.nn.Linear(4, 1, bias=False).double()
+    theta0 = model.weight.detach().reshape(-1).clone()
+    times = np.linspace(0, 5, 11)
+    flow = gradient_flow(model, half_mse, x, y, times, rtol=1e-10, atol=1e-12, keep_params=True)
+    h = (x.T @ x / 30).numpy()
+    star = np.linalg.solve(h, (x.T @ y / 30).numpy()).ravel()
+    evals, evecs = np.linalg.eigh(h)
+    for t, theta in zip(times, flow.params):
+        exact = star + evecs @ (np.exp(-evals * t) * (evecs.T @ (theta0.numpy() - star)))
+        np.testing.assert_allclose(theta, exact, rtol=1e-7, atol=1e-9)
+    assert np.all(np.diff(flow.losses) <= 1e-15)  # the loss never increases along the flow
+
+
+def test_diverging_step_is_recorded_as_diverged(tmp_path):
+    # η = 50 on the Chebyshev problem (2/η = 0.04, far below the initial sharpness ≈ 5.7) blows up.
+    exp = get("edge-of-stability")
+    config = apply_overrides(exp.quick_config(), {"dataset": "chebyshev", "n_samples": 20, "lrs": (50.0,),
+                                                  "control_lr": 0.01, "steps": 60, "sharpness_every": 20})
+    outcome = execute(exp, config, store=RunStore(tmp_path / "lab"))
+    assert outcome.status == "diverged" and outcome.summary["diverged_at"] > 0
+    assert not outcome.holds
+    rec = RunStore(tmp_path / "lab").get(outcome.run_id)
+    assert rec.status == "diverged" and rec.status_info["diverged_at"] == outcome.summary["diverged_at"]
+
+
+def test_digits_loader():
+    x, y = digits(1000)
+    assert x.shape == (1000, 64) and y.shape == (1000, 10)
+    varying = x.std(0) > 0
+    torch.testing.assert_close(x.mean(0), torch.zeros(64, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(x[:, varying].std(0, unbiased=False), torch.ones(int(varying.sum()),
+                                                                               dtype=torch.float64))
+    assert torch.all(y.sum(1) == 1)
+    with pytest.raises(BadInput, match="n_samples"):
+        digits(5000)
+
+
+def test_bad_configs():
+    exp = get("edge-of-stability")
+    with pytest.raises(BadInput, match="control_lr"):
+        apply_overrides(exp.quick_config(), {"control_lr": 0.5})
+    with pytest.raises(BadInput, match="dataset"):
+        apply_overrides(exp.quick_config(), {"dataset": "cifar"})
+    with pytest.raises(BadInput, match="beta1"):
+        apply_overrides(get("edge-of-stability-adam").quick_config(), {"beta1": 1.5})
+    assert replace(exp.quick_config(), seed=3).seed == 3
