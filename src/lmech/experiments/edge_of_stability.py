@@ -322,7 +322,7 @@ def _figure(config, prediction, measurement, path: Path, threshold_name: str, ti
         ctrl = loss[loss.kind == "control"]
         ax_ctrl.plot(ctrl["t"], ctrl["loss"], color="C0", label=f"GD η={config.control_lr:g}", **P.MEASURED)
         ax_ctrl.plot(flow["t"], flow["loss"], **P.THEORY, label="gradient flow (RK45)")
-        for color, (kind, lr, b) in zip(cols, runs):
+        for color, (kind, lr, _b) in zip(cols, runs):
             if kind == "gd":
                 sel = loss[(loss.kind == kind) & (loss.lr == lr)]
                 sel = sel[sel["t"] <= flow["t"].max()]
