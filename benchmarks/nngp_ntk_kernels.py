@@ -94,6 +94,7 @@ def tutorial_entk(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def main() -> None:
+    load = os.getloadavg()[0]
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(N_ANALYTIC, D, generator=gen, dtype=torch.float64)
     t_lmech, (nngp, ntk) = best_time(lambda: mlp_kernels(x, None, DEPTH, "relu", SW, SB), 3)
@@ -123,7 +124,8 @@ def main() -> None:
               f"| neural-tangents | — | {status} |")
     markdown = f"""## NNGP/NTK kernels (`benchmarks/nngp_ntk_kernels.py`)
 
-Machine: {machine()}.
+Machine: {machine()}; 1-minute load average at the start {load:.1f} (other processes share the cores:
+ratios are more reliable than absolute times).
 
 **Analytic kernels.** NNGP + NTK of a depth-{DEPTH} ReLU MLP (NTK parametrization, σw = √2, σb = 0.1)
 on {N_ANALYTIC:,} x {N_ANALYTIC:,} inputs of dimension {D}, float64, best of 3.
