@@ -78,6 +78,21 @@ def test_output_covariance_of_wide_networks_matches_nngp(parametrization, activa
     _assert_mc_agrees(torch.stack(estimates), nngp, width)
 
 
+def test_empirical_ntk_fluctuations_shrink_like_one_over_sqrt_width():
+    # Jacot et al. 2018 / Hanin & Nica 2019: the eNTK concentrates, its deviation from the limit is
+    # O(1/sqrt(width)). RMS normalized deviation over 8 seeds x 10 entries at widths 64 and 1024 should
+    # shrink by sqrt(16) = 4; the RMS estimates are good to ~10% each, so require a ratio in (2.5, 6.5).
+    x = _inputs()
+    _, ntk = mlp_kernels(x, None, 2, "relu", 1.3, 0.2)
+    scale = torch.sqrt(torch.diagonal(ntk))
+    rms = {}
+    for width in (64, 1024):
+        devs = [(_empirical_ntk(mlp(3, width, 2, "relu", 1.3, 0.2, seed=s, dtype=torch.float64), x) - ntk)
+                / (scale[:, None] * scale[None, :]) for s in range(8)]
+        rms[width] = torch.stack(devs).pow(2).mean().sqrt().item()
+    assert 2.5 < rms[64] / rms[1024] < 6.5, rms
+
+
 def test_standard_parametrization_ntk_grows_with_width_nngp_does_not():
     # Sohl-Dickstein et al. 2020: the SP NNGP is width-free; its NTK's weight terms scale with the
     # widths (t_W = n_in), so doubling the hidden width must raise the NTK, by less than 2x.
