@@ -319,9 +319,10 @@ def mlp_kernels(x1, x2, depth: int, activation: str | Callable | Activation, wei
 
     The recursion of the module docstring (Jacot et al. 2018, arXiv 1806.07572, Theorem 1; Lee et al.
     2018, arXiv 1711.00165, eq. 4; Cho & Saul 2009 and Williams 1997 for the closed forms). For ReLU in NTK
-    parametrization and depth L:
+    parametrization, with :math:`(u, v) \sim \mathcal N(0, \Sigma^{(h)})` the pre-activations of layer h:
     :math:`\Sigma^{(h+1)} = \sigma_w^2\,\mathbb E[\mathrm{relu}(u)\mathrm{relu}(v)] + \sigma_b^2`,
-    :math:`\Theta^{(h+1)} = \Sigma^{(h+1)} + \sigma_w^2\,\dot\Sigma^{(h+1)}\,\Theta^{(h)}`.
+    :math:`\Theta^{(h+1)} = \Sigma^{(h+1)} + \sigma_w^2\,\mathbb E[\mathrm{relu}'(u)\mathrm{relu}'(v)]
+    \,\Theta^{(h)}`, from :math:`\Sigma^{(1)} = \Theta^{(1)} = \sigma_w^2 x\cdot x'/d + \sigma_b^2`.
 
     ``x1`` (n1, d) and ``x2`` (n2, d) are tensors or arrays; ``x2=None`` means x1. ``activation`` is a
     name (``"relu"``, ``"leaky_relu"``, ``"erf"``, ``"identity"``, ``"tanh"``, ``"gelu"``, ``"silu"``,
