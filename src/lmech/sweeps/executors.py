@@ -69,7 +69,8 @@ def load_plugins(modules: str | None = None) -> list[str]:
 
 
 def worker_init(plugins: str = "", threads: int = 1, ignore_sigint: bool = False) -> None:
-    """Prepare a worker process: one torch thread (intra- and inter-op), lmech and plugins imported.
+    """Prepare a worker process: one torch thread (intra- and inter-op) and one BLAS thread (threadpoolctl,
+    where installed), lmech and plugins imported.
 
     Local workers ignore Ctrl-C (``ignore_sigint``): the driver receives it and stops them itself.
     """
@@ -84,6 +85,12 @@ def worker_init(plugins: str = "", threads: int = 1, ignore_sigint: bool = False
         torch.set_num_interop_threads(threads)
     except RuntimeError:  # already set, or parallel work already started in this process
         pass
+    try:  # numpy/scipy's BLAS (OpenBLAS, MKL) keeps one thread per core unless told otherwise
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        pass
+    else:
+        threadpool_limits(limits=threads)
     import lmech.experiments  # noqa: F401  (registers the law book)
 
     load_plugins(plugins)
