@@ -281,6 +281,21 @@ def test_cross_kernel_with_itself_equals_the_symmetric_kernel():
         torch.testing.assert_close(a, b, rtol=1e-7, atol=0)
 
 
+def test_row_blocked_composition_equals_one_block(monkeypatch):
+    # Large kernels are composed in row blocks; the blocks must reproduce the one-block result,
+    # including the exact ρ = 1 of each self-pair at its offset (matmul round-off only: 1e-13).
+    import lmech.theory.kernels as module
+
+    x = _inputs(13, 4, seed=5)
+    whole = mlp_kernels(x, None, 3, "relu", 1.4, 0.1)
+    cross_whole = mlp_kernels(x, x[:5], 3, "tanh", 1.4, 0.1)
+    monkeypatch.setattr(module, "_BLOCK", 30)  # 2 rows per block for 13 columns
+    for a, b in zip(mlp_kernels(x, None, 3, "relu", 1.4, 0.1), whole):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=0)
+    for a, b in zip(mlp_kernels(x, x[:5], 3, "tanh", 1.4, 0.1), cross_whole):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-15)
+
+
 def test_cross_kernel_blocks_match_joint_kernel():
     x1, x2 = _inputs(4, 3, seed=1), _inputs(6, 3, seed=2)
     joint = mlp_kernels(torch.cat([x1, x2]), None, 2, "gelu", 1.1, 0.2)
