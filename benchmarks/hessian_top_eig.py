@@ -72,11 +72,10 @@ def timed(fn, repeats: int):
     return statistics.median(times), results
 
 
-def lmech_top(model, loss_fn, x, y, tol=1e-3):
+def lmech_top(model, loss_fn, x, y, tol=1e-3, bound="residual"):
     def run(seed):
-        res = hessian_eigenvalues(
-            model, loss_fn, x, y, k=1, tol=tol, generator=torch.Generator().manual_seed(seed), return_result=True
-        )
+        gen = torch.Generator().manual_seed(seed)
+        res = hessian_eigenvalues(model, loss_fn, x, y, k=1, tol=tol, generator=gen, bound=bound, return_result=True)
         return float(res.values[0]), res.num_matvecs, res
 
     return run
@@ -166,21 +165,20 @@ def per_product_costs(model, loss_fn, x, y, repeats: int) -> dict[str, float]:
     }
 
 
-def main(quick: bool) -> None:
-    torch.set_num_threads(2)
-    repeats = 3 if quick else 5
-    model, loss_fn, x, y = build()
-    sgd_steps(model, loss_fn, x, y, 20)
+def compare(model, loss_fn, x, y, repeats: int, counter: PyHessianCounter):
+    """Rows (name, median seconds, results) of every method on one problem; the reference λ1."""
     ref = reference(model, loss_fn, x, y)
-    counter = PyHessianCounter()
-
     rows = []
     t_lm, res_lm = timed(lmech_top(model, loss_fn, x, y), repeats)
-    rows.append(("lmech Lanczos, tol 1e-3", t_lm, res_lm))
+    rows.append(("lmech Lanczos, tol 1e-3 (residual bound, rigorous)", t_lm, res_lm))
+    t_gap, res_gap = timed(lmech_top(model, loss_fn, x, y, bound="gap"), repeats)
+    rows.append(("lmech Lanczos, tol 1e-3 (residual²/gap estimate)", t_gap, res_gap))
     t_ph, res_ph = timed(pyhessian_top(counter, model, loss_fn, x, y), repeats)
     rows.append(("PyHessian power iteration, default tol 1e-3", t_ph, res_ph))
     matched = None
-    for tol in (1e-3, 1e-4, 1e-5, 1e-6):
+    for tol in (1e-4, 1e-5, 1e-6):
+        if max(abs(r[0] - ref) / ref for r in res_ph) <= 1e-3:
+            break  # the default already reaches the accuracy
         t_m, res_m = timed(pyhessian_top(counter, model, loss_fn, x, y, tol=tol), repeats)
         if max(abs(r[0] - ref) / ref for r in res_m) <= 1e-3:
             matched = (f"PyHessian power iteration, tol {tol:g} (accuracy-matched)", t_m, res_m)
@@ -189,32 +187,38 @@ def main(quick: bool) -> None:
         rows.append(matched)
     t_cl, res_cl = timed(curvlinops_top(model, loss_fn, x, y), repeats)
     rows.append(("curvlinops HessianLinearOperator + scipy eigsh(LA), tol 1e-3", t_cl, res_cl))
+    return rows, ref, res_lm
 
-    costs = per_product_costs(model, loss_fn, x, y, repeats)
-    t_grad = costs["gradient"]
 
-    # warm start: 5 more training steps, then cold vs warm from the previous Ritz vector
-    previous = res_lm[-1][2].vectors
-    sgd_steps(model, loss_fn, x, y, 5)
-    ref_after = reference(model, loss_fn, x, y)
-    cold = [lmech_top(model, loss_fn, x, y)(s) for s in range(repeats)]
-    warm = hessian_eigenvalues(model, loss_fn, x, y, k=1, tol=1e-3, v0=previous, return_result=True)
-
-    lines = [
-        "Top Hessian eigenvalue to relative accuracy 1e-3. MLP 100-256-256-10 (tanh, "
-        f"{sum(p.numel() for p in model.parameters())} parameters), 2000 examples, cross-entropy, float32, "
-        f"after 20 SGD steps; reference λ1 = {ref:.6f} (float64 Lanczos, tol 1e-10). "
-        f"Median of {repeats} runs (different start vectors). Machine: {machine()}.",
-        "",
-        "| method | time (s) | HVPs | max rel. error | lmech speed-up |",
-        "|---|---|---|---|---|",
-    ]
+def table(rows, ref) -> list[str]:
+    t_lm = rows[0][1]
+    lines = ["| method | time (s) | HVPs per run | max rel. error | time / lmech (rigorous) |", "|---|---|---|---|---|"]
     for name, t, res in rows:
         errs = max(abs(r[0] - ref) / ref for r in res)
         hvps = "-" if res[0][1] is None else "/".join(str(r[1]) for r in res)
         lines.append(f"| {name} | {t:.3f} | {hvps} | {errs:.1e} | {t / t_lm:.2f}x |")
-    if matched is None:
-        lines.append("| PyHessian did not reach 1e-3 at any tol down to 1e-6 | | | | |")
+    return lines
+
+
+def main(quick: bool) -> None:
+    torch.set_num_threads(2)
+    repeats = 3 if quick else 5
+    counter = PyHessianCounter()
+    settings = [0.1] if quick else [0.1, 0.5]
+    lines = [
+        "Top Hessian eigenvalue to relative accuracy 1e-3. MLP 100-256-256-10 (tanh, 94,218 parameters), "
+        "2000 synthetic examples, cross-entropy, float32, after 20 full-batch SGD steps at learning rate lr; "
+        "reference λ1 from float64 Lanczos at tol 1e-10. Median time of "
+        f"{repeats} runs with different start vectors. Machine: {machine()}.",
+    ]
+    for lr in settings:
+        model, loss_fn, x, y = build()
+        sgd_steps(model, loss_fn, x, y, 20, lr=lr)
+        rows, ref, res_lm = compare(model, loss_fn, x, y, repeats, counter)
+        lines += ["", f"**After 20 steps at lr {lr}** (λ1 = {ref:.5f}):", ""] + table(rows, ref)
+
+    costs = per_product_costs(model, loss_fn, x, y, repeats)
+    t_grad = costs["gradient"]
     lines += [
         "",
         "Cost of one Hessian-vector product, in gradients (one forward + backward on the 2000 examples):",
@@ -224,18 +228,26 @@ def main(quick: bool) -> None:
     ]
     for name, t in costs.items():
         lines.append(f"| {name} | {1e3 * t:.1f} | {t / t_grad:.2f} |")
-    cold_hvps = [r[1] for r in cold]
+
+    # warm start: 5 more training steps, then cold vs warm from the previous Ritz vector
+    previous = res_lm[-1][2].vectors
+    sgd_steps(model, loss_fn, x, y, 5, lr=settings[-1])
+    ref_after = reference(model, loss_fn, x, y)
+    cold = [lmech_top(model, loss_fn, x, y)(s)[1] for s in range(repeats)]
+    warm = hessian_eigenvalues(model, loss_fn, x, y, k=1, tol=1e-3, v0=previous, return_result=True)
     lines += [
         "",
-        f"Warm start after 5 more SGD steps (λ1 {ref:.4f} → {ref_after:.4f}): cold "
-        f"{'/'.join(map(str, cold_hvps))} HVPs, warm-started from the previous Ritz vector {warm.num_matvecs} HVPs "
+        f"Warm start after 5 more SGD steps (λ1 {ref:.4f} → {ref_after:.4f}), tol 1e-3 residual bound: cold "
+        f"{'/'.join(map(str, cold))} HVPs, warm-started from the previous Ritz vector {warm.num_matvecs} HVPs "
         f"(rel. error {abs(float(warm.values[0]) - ref_after) / ref_after:.1e}).",
         "",
-        "Physical limit: a Hessian-vector product costs at least one extra backward over a gradient; lmech's "
-        f"costs {costs['lmech (cached graph)'] / t_grad:.2f} gradients by reusing the gradient graph "
-        "(reverse-over-reverse), the cheapest of the bases measured. The rest of the gain is fewer products: "
-        "Lanczos converges like the square root of power iteration's rate. The base choice: plain "
-        "torch.autograd double backward, not torch.func or curvlinops (slower per product above).",
+        "Physical limit: a Hessian-vector product needs at least a gradient plus one more backward pass; "
+        f"lmech's costs {costs['lmech (cached graph)'] / t_grad:.2f} gradients by building the gradient's graph "
+        "once and differentiating it again per product (reverse-over-reverse, Pearlmutter 1994), the "
+        "cheapest base measured here, hence lmech's base: plain torch.autograd, not torch.func or "
+        "curvlinops. The rest of the gain is fewer products: Lanczos converges at about the square root "
+        "of power iteration's rate, and its residual gives a stopping rule tied to the accuracy, whereas "
+        "PyHessian's tol bounds the change between iterates (its default answer misses 1e-3 accuracy).",
     ]
     text = "\n".join(lines)
     print(text)
@@ -244,5 +256,5 @@ def main(quick: bool) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 repeats instead of 5")
+    parser.add_argument("--quick", action="store_true", help="one problem and 3 repeats (instead of 2 and 5)")
     main(parser.parse_args().quick)

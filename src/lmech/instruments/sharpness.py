@@ -188,7 +188,9 @@ class SharpnessTracker:
             v0 = self._vectors if (self.warm_start and self._mode == pre) else None
             if v0 is not None and v0.shape[0] != op.shape[0]:
                 v0 = None
-            result = lanczos(op, self.k, tol=self.tol, max_iter=self.max_iter, v0=v0, generator=self.generator)
+            result = lanczos(
+                op, self.k, tol=self.tol, max_iter=self.max_iter, v0=v0, generator=self.generator, bound=self.bound
+            )
         self._vectors, self._mode = result.vectors.detach(), pre
         self.total_hvps += result.num_matvecs
         record = {f"{p}lambda_{i + 1}": float(v) for i, v in enumerate(result.values)}
