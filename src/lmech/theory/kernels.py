@@ -80,8 +80,12 @@ CLOSED_FORM = ("relu", "leaky_relu", "erf", "identity")
 
 # Elements of (pairs × nodes²) evaluated at once by the quadrature (memory ≈ 8 bytes × 4 × this).
 _QUADRATURE_CHUNK = 1 << 21
-# Kernel entries composed at once through all layers by the closed forms (a row block, 1 MB per matrix).
+# Kernel entries composed at once through all layers (a row block). Single-threaded, 2^17 entries (1 MB
+# per matrix, cache-resident) halve the time of whole-matrix passes at 2000 x 2000; with several torch
+# threads, small blocks multiply the per-operation synchronizations and slow down badly on a busy
+# machine (measured: up to 10x), so threads get 2^22-entry blocks.
 _BLOCK = 1 << 17
+_BLOCK_THREADED = 1 << 22
 
 
 @dataclass
@@ -296,9 +300,8 @@ def kernels(layers: Sequence[Dense | Activation], x1, x2=None, *,
     layers = _check_layers(layers, d)
     var1 = (x1 * x1).sum(1) / d
     var2 = var1 if x2 is None else (x2m * x2m).sum(1) / d
-    # Row blocks of ~_BLOCK entries, composed through all layers at once, keep every elementwise pass
-    # in cache (about half the time of whole-matrix passes at 2000 x 2000, measured single-threaded).
-    rows = max(1, _BLOCK // x2m.shape[0])
+    # Row blocks composed through all layers at once (see _BLOCK).
+    rows = max(1, (_BLOCK if torch.get_num_threads() == 1 else _BLOCK_THREADED) // x2m.shape[0])
     nngp = torch.empty(x1.shape[0], x2m.shape[0], dtype=torch.float64)
     ntk = torch.empty_like(nngp)
     for r0 in range(0, x1.shape[0], rows):
