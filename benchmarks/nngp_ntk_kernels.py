@@ -98,6 +98,10 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(N_ANALYTIC, D, generator=gen, dtype=torch.float64)
     t_lmech, (nngp, ntk) = best_time(lambda: mlp_kernels(x, None, DEPTH, "relu", SW, SB), 3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the law-book setting: one torch thread per sweep worker
+    t_single, _ = best_time(lambda: mlp_kernels(x, None, DEPTH, "relu", SW, SB), 3)
+    torch.set_num_threads(threads)
     status, t_nt, nt_kernels = neural_tangents_peer(x)
     agreement = ""
     if nt_kernels is not None:
@@ -132,7 +136,8 @@ on {N_ANALYTIC:,} x {N_ANALYTIC:,} inputs of dimension {D}, float64, best of 3.
 
 | implementation | time | peer / lmech |
 |---|---|---|
-| `lmech.theory.kernels.mlp_kernels` | {t_lmech:.2f} s | 1 |
+| `lmech.theory.kernels.mlp_kernels` ({threads} torch threads) | {t_lmech:.2f} s | 1 |
+| `lmech.theory.kernels.mlp_kernels` (1 torch thread) | {t_single:.2f} s | {t_single / t_lmech:.2f}x |
 {nt_row}
 
 neural-tangents status: {status}.{agreement}
