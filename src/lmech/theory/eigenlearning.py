@@ -1,7 +1,7 @@
 r"""The eigenlearning framework: learning curves of kernel ridge regression from the kernel's eigensystem.
 
 Simon, Dickens, Karkada & DeWeese 2023, "The eigenlearning framework: a conservation law perspective on
-kernel regression and wide neural networks" (TMLR; arXiv 2110.03922), Sec. 4. Kernel ridge regression
+kernel regression and wide neural networks" (TMLR; arXiv 2110.03922). Kernel ridge regression
 :math:`\hat f(x) = K(x, X)(K(X,X) + \delta I_n)^{-1} y` on n i.i.d. samples of a distribution μ, with
 noisy labels :math:`y = f(x) + \epsilon`, :math:`\mathrm{Var}\,\epsilon = \sigma^2`. The kernel's Mercer
 eigensystem w.r.t. μ, :math:`K(x,x') = \sum_i \lambda_i\phi_i(x)\phi_i(x')` with orthonormal
@@ -149,7 +149,7 @@ class EigenlearningPrediction:
 
 def eigenlearning(eigenvalues, target_power, n: float, ridge: float = 0.0, noise_var: float = 0.0,
                   multiplicities=None) -> EigenlearningPrediction:
-    r"""Eigenlearning predictions for n samples (module docstring; Simon et al. 2023, Sec. 4).
+    r"""Eigenlearning predictions for n samples (module docstring; Simon et al. 2023, arXiv 2110.03922).
 
     ``eigenvalues`` λ_i and ``target_power`` :math:`v_i^2` (for an eigenspace of multiplicity
     :math:`N_i`: the sum of its squared coefficients) of the same length; ``noise_var`` σ² of the

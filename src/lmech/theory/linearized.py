@@ -162,8 +162,8 @@ def max_stable_lr(k_train, reduction: str = "mean", ridge: float = 0.0) -> float
     r"""Largest stable GD learning rate :math:`\eta_{\max} = 2/(s\,\lambda_{\max}(K+\delta I))`.
 
     ``s = 1/n`` for ``reduction="mean"`` (so :math:`\eta_{\max} = 2n/\lambda_{\max}`), 1 for ``"sum"``
-    (module docstring; Lee et al. 2019, arXiv 1902.06720, Sec. 2.2 and their critical rate
-    :math:`2/\lambda_{\max}` of the normalized kernel).
+    (module docstring: the stability condition |1 - η s μ_i| < 1 of GD on the quadratic loss of the
+    linearized model, Lee et al. 2019, arXiv 1902.06720, Sec. 2.2).
     """
     k = _train_kernel("k_train", k_train)
     scale = loss_scale(k.shape[0], reduction)
