@@ -289,8 +289,7 @@ def test_row_blocked_composition_equals_one_block(monkeypatch):
     x = _inputs(13, 4, seed=5)
     whole = mlp_kernels(x, None, 3, "relu", 1.4, 0.1)
     cross_whole = mlp_kernels(x, x[:5], 3, "tanh", 1.4, 0.1)
-    monkeypatch.setattr(module, "_BLOCK", 30)  # 2 rows per block for 13 columns
-    monkeypatch.setattr(module, "_BLOCK_THREADED", 30)
+    monkeypatch.setattr(module, "_BLOCK", 30)  # 2 rows per block for 13 columns, on a thread pool
     for a, b in zip(mlp_kernels(x, None, 3, "relu", 1.4, 0.1), whole):
         torch.testing.assert_close(a, b, rtol=1e-13, atol=0)
     for a, b in zip(mlp_kernels(x, x[:5], 3, "tanh", 1.4, 0.1), cross_whole):

@@ -57,6 +57,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,12 +81,11 @@ CLOSED_FORM = ("relu", "leaky_relu", "erf", "identity")
 
 # Elements of (pairs × nodes²) evaluated at once by the quadrature (memory ≈ 8 bytes × 4 × this).
 _QUADRATURE_CHUNK = 1 << 21
-# Kernel entries composed at once through all layers (a row block). Single-threaded, 2^17 entries (1 MB
-# per matrix, cache-resident) halve the time of whole-matrix passes at 2000 x 2000; with several torch
-# threads, small blocks multiply the per-operation synchronizations and slow down badly on a busy
-# machine (measured: up to 10x), so threads get 2^22-entry blocks.
+# Kernel entries composed at once through all layers (a row block, 1 MB per matrix): cache-resident
+# elementwise passes take about half the time of whole-matrix ones at 2000 x 2000 (measured). Blocks
+# run on a pool of torch.get_num_threads() Python threads (torch releases the GIL); one block after
+# the other with multi-threaded operations instead was up to 50x slower on a busy machine (measured).
 _BLOCK = 1 << 17
-_BLOCK_THREADED = 1 << 22
 
 
 @dataclass
@@ -300,15 +300,25 @@ def kernels(layers: Sequence[Dense | Activation], x1, x2=None, *,
     layers = _check_layers(layers, d)
     var1 = (x1 * x1).sum(1) / d
     var2 = var1 if x2 is None else (x2m * x2m).sum(1) / d
-    # Row blocks composed through all layers at once (see _BLOCK).
-    rows = max(1, (_BLOCK if torch.get_num_threads() == 1 else _BLOCK_THREADED) // x2m.shape[0])
+    # Row blocks composed through all layers at once, in parallel (see _BLOCK).
+    rows = max(1, _BLOCK // x2m.shape[0])
     nngp = torch.empty(x1.shape[0], x2m.shape[0], dtype=torch.float64)
     ntk = torch.empty_like(nngp)
-    for r0 in range(0, x1.shape[0], rows):
+
+    def compose_block(r0: int) -> None:
         block = slice(r0, r0 + rows)
         state = _State(nngp=x1[block] @ x2m.T / d, ntk=torch.zeros_like(nngp[block]), var1=var1[block],
                        var2=var2, width=d, self_pairs=r0 if x2 is None else None)
         nngp[block], ntk[block] = _compose(layers, state, quadrature_points)
+
+    starts = range(0, x1.shape[0], rows)
+    workers = min(torch.get_num_threads(), len(starts))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(compose_block, starts))
+    else:
+        for r0 in starts:
+            compose_block(r0)
     if x2 is None:  # exact symmetry
         nngp, ntk = (nngp + nngp.T) / 2, (ntk + ntk.T) / 2
     return nngp, ntk
