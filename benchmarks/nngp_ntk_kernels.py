@@ -140,7 +140,11 @@ on {N_ANALYTIC:,} x {N_ANALYTIC:,} inputs of dimension {D}, float64, best of 3.
 | `lmech.theory.kernels.mlp_kernels` (1 torch thread) | {t_single:.2f} s | {t_single / t_lmech:.2f}x |
 {nt_row}
 
-neural-tangents status: {status}.{agreement}
+neural-tangents status: {status}.{agreement} neural-tangents 0.6.5 does not import with current JAX
+(0.10: `cannot import name 'Jaxpr' from 'jax.core'`); it runs from a throwaway virtual environment with
+`jax==0.4.23 jaxlib==0.4.23 "numpy<2" "scipy<1.13"` and `tf2jax==0.3.5 --no-deps`, given to this script
+as `NT_PYTHON=/path/to/python` (never lmech's own environment). The difference is in the arccos of
+correlations that round to 1: lmech sets ρ = 1 exactly for a point with itself.
 
 **Empirical NTK.** Width-{WIDTH}, depth-{DEPTH_EMPIRICAL} ReLU MLP built by `lmech.models.mlp` (float32, one
 output) on {N_EMPIRICAL} inputs, best of 3.
