@@ -285,3 +285,14 @@ def test_ray_executor_is_optional(monkeypatch):
 
     with pytest.raises(BadInput, match="install Ray"):
         make_executor("ray")
+
+
+def test_unreachable_ray_cluster_is_bad_input_before_any_run(toys, tmp_path, capsys):
+    pytest.importorskip("ray")
+    store = tmp_path / "lab"
+    code = main(["sweep", "toy-quadratic", "--grid", "lr=0.1,0.2", "--executor", "ray", "--ray-address",
+                 "127.0.0.1:1", "--store", str(store)])
+    assert code == 2 and "nothing answers at 127.0.0.1:1" in capsys.readouterr().err
+    assert main(["sweep", "toy-quadratic", "--grid", "lr=0.1", "--ray-address", "127.0.0.1:1",
+                 "--store", str(store)]) == 2  # an address without --executor ray
+    assert "--executor ray" in capsys.readouterr().err and not store.exists()

@@ -239,7 +239,34 @@ class RayExecutor:
             raise BadInput("--executor", "ray", "local, or install Ray first: pip install 'lmech[ray]'") from None
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise BadInput("--workers", workers, "a number of worker processes >= 1")
+        if address:
+            _check_reachable(address)
         self.address, self.workers, self.threads, self.max_retries = address, workers, threads, max_retries
+        self._started = False
+
+    def start(self) -> bool:
+        """Join the cluster (or start a local instance) unless Ray is already initialized; True if it
+        was started here (then :meth:`run` shuts it down at the end)."""
+        import ray
+
+        if ray.is_initialized():
+            return self._started
+        self._init()
+        self._started = True
+        return True
+
+    def _init(self) -> None:
+        import ray
+
+        env = {"env_vars": {PLUGINS_ENV: os.environ.get(PLUGINS_ENV, ""), "OMP_NUM_THREADS": str(self.threads)}}
+        try:
+            if self.address:
+                ray.init(address=self.address, runtime_env=env, log_to_driver=False)
+            else:
+                ray.init(num_cpus=self.workers or default_workers(), include_dashboard=False, runtime_env=env,
+                         log_to_driver=False)
+        except ConnectionError as exc:
+            raise BadInput("--ray-address", self.address, f"the address of a running Ray cluster ({exc})") from None
 
     def run(self, tasks: Iterable[Task]) -> Iterator[ComputedRun]:
         """Submit every task to Ray; yield each ComputedRun as it completes (``ray.wait``)."""
@@ -248,16 +275,7 @@ class RayExecutor:
         tasks = [replace(t, threads=self.threads) for t in tasks]
         if not tasks:
             return
-        started_here = False
-        if not ray.is_initialized():
-            plugins = os.environ.get(PLUGINS_ENV, "")
-            env = {"env_vars": {PLUGINS_ENV: plugins, "OMP_NUM_THREADS": str(self.threads)}}
-            if self.address:
-                ray.init(address=self.address, runtime_env=env, log_to_driver=False)
-            else:
-                ray.init(num_cpus=self.workers or default_workers(), include_dashboard=False, runtime_env=env,
-                         log_to_driver=False)
-            started_here = True
+        started_here = self.start()
         remote = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=False)(_ray_task)
         refs = {remote.remote(t): t for t in tasks}
         try:
@@ -274,6 +292,25 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
             if started_here:
                 ray.shutdown()
+                self._started = False
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """For an explicit ``host:port`` (or ``ray://host:port``) address, check that something listens there:
+    Ray itself would wait for minutes before giving up on a wrong address."""
+    import socket
+
+    if address == "auto" or address.startswith("local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise BadInput("--ray-address", address, "auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise BadInput("--ray-address", address, f"the address of a running Ray cluster: nothing answers at "
+                       f"{host}:{port} ({exc}); start one with `ray start --head`") from None
 
 
 def _ray_task(task: Task) -> ComputedRun:

@@ -218,8 +218,10 @@ def run_sweep(sweep: Sweep, store: RunStore, executor: Any, *, force: bool = Fal
 
     start = time.time()
     report = SweepReport(sweep.sweep_id, sweep.experiment, len(sweep), executor=getattr(executor, "name", ""))
-    report.spec_path = write_spec(store, sweep)
     todo, finished = pending(sweep, store, force)
+    if todo and hasattr(executor, "start"):
+        executor.start()  # e.g. join the Ray cluster: a wrong address fails here, before anything is written
+    report.spec_path = write_spec(store, sweep)
     report.skipped = [p.run_id for p in finished]
     if on_start is not None:
         on_start(len(todo), len(finished))
