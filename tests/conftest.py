@@ -32,3 +32,29 @@ def subprocess_env() -> dict[str, str]:
     env.pop("LMECH_STORE", None)
     env["COLUMNS"] = "200"
     return env
+
+
+_QUICK_CACHE: dict = {}
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """``quick_run(name, label=None)``: (prediction, measurement, verdicts, figures) of a law-book entry.
+
+    Computed once per session and shared by the contract test and the laws' own tests, so the suite
+    runs each law's quick config once.
+    """
+    from lmech.experiments import get
+    from lmech.experiments.runner import compute
+
+    def run(name: str, label: str | None = None):
+        exp = get(name)
+        entries = exp.lawbook(quick=True)
+        label = entries[0][0] if label is None else label
+        key = (name, label)
+        if key not in _QUICK_CACHE:
+            outdir = tmp_path_factory.mktemp(f"{name}-{label or 'quick'}")
+            _QUICK_CACHE[key] = compute(exp, dict(entries)[label], figures_dir=outdir)
+        return _QUICK_CACHE[key]
+
+    return run

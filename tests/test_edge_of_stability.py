@@ -20,6 +20,16 @@ from lmech.store import RunStore
 from lmech.theory.gradient_flow import gradient_flow
 
 
+@pytest.mark.parametrize("name,label", [("edge-of-stability", "digits"), ("edge-of-stability", "chebyshev"),
+                                        ("edge-of-stability-adam", None)])
+def test_quick_lawbook_entries_hold(quick_run, name, label):
+    # The law book's quick entries: every criterion of Cohen et al. (2021, 2022) must hold.
+    _, measurement, verdicts, _ = quick_run(name, label)
+    assert measurement.diverged_at is None
+    failed = {v.key: (v.agreement, v.tolerance) for v in verdicts if not v.holds}
+    assert not failed, failed
+
+
 def _bounded(step, a: float, iters: int = 4000) -> bool:
     """Iterate a linear recurrence on a 1-D quadratic of scaled curvature a; True if it stays bounded."""
     state = step(None, a)

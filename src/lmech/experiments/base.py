@@ -68,12 +68,20 @@ class Result:
     ``series`` are tables (stored as Parquet), ``summary`` are scalars (columns of the runs table),
     ``arrays`` are in-memory extras for verdicts and figures (not stored). ``diverged_at`` is the
     step at which the loss became NaN/inf, if it did: the run is then recorded as ``diverged``.
+
+    Wall-clock timings may be recorded in columns or summary keys named ``seconds`` or ending in
+    ``_seconds``; they are the only values exempt from "same config and seed, same numbers".
     """
 
     series: dict[str, pd.DataFrame] = field(default_factory=dict)
     summary: dict[str, float] = field(default_factory=dict)
     arrays: dict[str, Any] = field(default_factory=dict)
     diverged_at: int | None = None
+
+
+def is_timing(name: str) -> bool:
+    """True for the names reserved for wall-clock timings (see :class:`Result`)."""
+    return name == "seconds" or name.endswith("_seconds")
 
 
 def _plain(value: Any) -> Any:
@@ -153,6 +161,14 @@ class Experiment(ABC):
     @abstractmethod
     def quick_config(self) -> RunConfig:
         """A config that runs in under a minute on 2 cores and still tests the law."""
+
+    def smoke_config(self) -> RunConfig:
+        """A seconds-long config for the shared contract checks (determinism, seeds, figures).
+
+        Defaults to the quick config; laws whose quick config takes tens of seconds shorten it here
+        (fewer steps), which changes nothing about what the contract checks.
+        """
+        return self.quick_config()
 
     def lawbook(self, quick: bool = True) -> list[tuple[str, RunConfig]]:
         """The (label, config) entries ``lmech check`` runs for this law."""

@@ -191,6 +191,9 @@ class EdgeOfStability(Experiment):
     def quick_config(self) -> EdgeOfStabilityConfig:
         return EdgeOfStabilityConfig()
 
+    def smoke_config(self) -> EdgeOfStabilityConfig:
+        return EdgeOfStabilityConfig(n_samples=200, steps=60, lrs=(0.2,), control_lr=0.05, sharpness_every=20)
+
     def default_config(self) -> EdgeOfStabilityConfig:
         return EdgeOfStabilityConfig(steps=2500, lrs=(0.15, 0.2, 0.25, 0.3), sgd_batch_sizes=(50, 200))
 
@@ -374,6 +377,9 @@ class EdgeOfStabilityAdam(Experiment):
 
     def quick_config(self) -> EdgeOfStabilityAdamConfig:
         return EdgeOfStabilityAdamConfig()
+
+    def smoke_config(self) -> EdgeOfStabilityAdamConfig:
+        return EdgeOfStabilityAdamConfig(n_samples=200, steps=60, lrs=(2e-3,), sharpness_every=20)
 
     def default_config(self) -> EdgeOfStabilityAdamConfig:
         return EdgeOfStabilityAdamConfig(steps=2000, lrs=(5e-4, 1e-3, 2e-3))
