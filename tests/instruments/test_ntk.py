@@ -143,6 +143,30 @@ def test_default_method_on_a_model_without_linear_layers_falls_back_entirely():
     assert rel_err(K, reference_ntk(model, x, x, "full")) <= RTOL
 
 
+@pytest.mark.parametrize("parametrization", ["ntk", "standard"])
+@pytest.mark.parametrize("bias_std", [0.3, 0.0, None])
+@pytest.mark.parametrize("mode", ["full", "trace", "diagonal"])
+def test_structured_path_on_lmech_mlp_dense_layers(parametrization, bias_std, mode):
+    # lmech's MLP has no nn.Linear: its DenseLayer computes z = m_W·W a + m_b·b. The structured path
+    # covers it with the multipliers (m_W² a·a' + m_b²)(g·g'), leaving nothing to the Jacobian path,
+    # and must equal the row-by-row J Jᵀ (and method="auto" must not fail on such a model).
+    from lmech.instruments.ntk import _LinearFeatures, _named_trainable
+    from lmech.models.mlp import mlp
+
+    model = mlp(4, 9, 2, "tanh", 1.3, bias_std, parametrization, out_features=2, seed=3, dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    x1 = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    x2 = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    features = _LinearFeatures(model, _named_trainable(model), 2)
+    features(x1)
+    assert features.rest == []  # every parameter on the structured path
+    for chunk in (None, 2):
+        K = empirical_ntk(model, x1, mode=mode, method="auto", chunk_size=chunk)
+        assert rel_err(K, reference_ntk(model, x1, x1, mode)) <= RTOL
+        K12 = empirical_ntk(model, x1, x2, mode=mode, method="linear", chunk_size=chunk)
+        assert rel_err(K12, reference_ntk(model, x1, x2, mode)) <= RTOL
+
+
 def test_ntk_operator_products_match_dense():
     model = make_model("mlp3")
     g = torch.Generator().manual_seed(3)

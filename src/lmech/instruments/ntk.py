@@ -20,17 +20,20 @@ Three methods compute it (all give the same numbers up to round-off):
 * ``"ntvp"``: NTK-vector products :math:`K v = J(X) (J(X')^\top v)` (a ``vjp`` then a ``jvp``, the "NTK-vector
   products" of Novak et al. 2022) applied to the columns of the identity; :class:`NTKOperator` exposes the product
   itself, matrix-free;
-* ``"linear"`` (and ``"auto"``): a structured path for ``nn.Linear`` layers. A Linear layer
-  :math:`z = W a + b` contributes :math:`\partial f^a/\partial W = g^a a^\top` with
-  :math:`g^a = \partial f^a/\partial z`, so its part of the kernel is
+* ``"linear"`` (and ``"auto"``): a structured path for dense layers, ``nn.Linear`` and
+  :class:`lmech.models.mlp.DenseLayer`. A dense layer :math:`z = m_W W a + m_b b` (multipliers 1 for
+  ``nn.Linear``) contributes :math:`\partial f^a/\partial W = m_W\, g^a a^\top` and
+  :math:`\partial f^a/\partial b = m_b\, g^a` with :math:`g^a = \partial f^a/\partial z`, so its part of
+  the kernel is
 
   .. math::
-      K_{ij}^{ab}\big|_{W,b} = (a_i \cdot a'_j + 1)\,(g_i^a \cdot g'^b_j),
+      K_{ij}^{ab}\big|_{W,b} = (m_W^2\, a_i \cdot a'_j + m_b^2)\,(g_i^a \cdot g'^b_j),
 
   one Gram matrix of layer inputs times one Gram matrix of back-propagated output gradients (the
   per-layer factorisation behind the "structured derivatives" of Novak et al. 2022). The remaining
-  parameters (anything that is not the weight or bias of a Linear layer called once on a
-  ``(batch, features)`` input) fall back to the Jacobian contraction.
+  parameters (anything that is not the weight or bias of a dense layer called once on a
+  ``(batch, features)`` input) fall back to the Jacobian contraction; a model with no such layer is
+  handled entirely by the Jacobian path.
 
 All methods assume that the model treats examples independently (no batch statistics in training
 mode, no attention across the batch): ``f(X)[i]`` depends only on ``X[i]``.
@@ -49,6 +52,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 from lmech.errors import BadInput
+from lmech.models.mlp import DenseLayer
 
 __all__ = [
     "empirical_ntk",
@@ -263,10 +267,27 @@ def _ntvp_block(model: nn.Module, x1: Tensor, x2: Tensor, o: int, mode: str) -> 
 # --------------------------------------------------------------------------------------------------
 
 
+def _dense_multipliers(m: nn.Module) -> tuple[float, float] | None:
+    """(m_W, m_b) of a dense layer the structured path understands, else None.
+
+    ``nn.Linear`` (its own forward): (1, 1). :class:`lmech.models.mlp.DenseLayer` (its own forward,
+    ``z = m_W · W a + m_b · b``): its weight and bias multipliers.
+    """
+    if isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward:
+        return 1.0, 1.0
+    if isinstance(m, DenseLayer) and type(m).forward is DenseLayer.forward:
+        b_mult = m.bias_multiplier if m.bias_multiplier is not None else 0.0
+        return float(m.weight_multiplier), float(b_mult)
+    return None
+
+
 def _linear_candidates(
     model: nn.Module, params: dict[str, Tensor]
-) -> dict[str, tuple[str | None, str | None]]:
-    """Linear modules whose trainable weight/bias belong to them alone: name -> (weight, bias) names."""
+) -> dict[str, tuple[str | None, str | None, float, float]]:
+    """Dense modules whose trainable weight/bias belong to them alone.
+
+    name -> (weight name, bias name, weight multiplier m_W, bias multiplier m_b).
+    """
     owners: dict[int, int] = {}
     for m in model.modules():
         for p in m._parameters.values():
@@ -276,19 +297,20 @@ def _linear_candidates(
     by_id = {id(named[k]): k for k in params}
     found = {}
     for mname, m in model.named_modules():
-        if not isinstance(m, nn.Linear) or type(m).forward is not nn.Linear.forward:
+        mults = _dense_multipliers(m)
+        if mults is None:
             continue
         names = []
         for p in (m.weight, m.bias):
             ok = p is not None and id(p) in by_id and owners[id(p)] == 1
             names.append(by_id[id(p)] if ok else None)
         if names[0] is not None or names[1] is not None:
-            found[mname] = (names[0], names[1])
+            found[mname] = (names[0], names[1], *mults)
     return found
 
 
 class _LinearFeatures:
-    """Per-example factors of each Linear layer's kernel.
+    """Per-example factors of each dense layer's kernel.
 
     Layer inputs ``a`` (n, d_in) and back-propagated output gradients ``g`` (n, o, d_out).
     """
@@ -322,7 +344,7 @@ class _LinearFeatures:
             if len(r) == 1 and r[0][0].ndim == 2 and r[0][1].requires_grad and r[0][1]._version == r[0][2]
         ]
         if self.rest is None:
-            covered = {p for k in usable for p in self.layers[k] if p is not None}
+            covered = {p for k in usable for p in self.layers[k][:2] if p is not None}
             self.rest = [k for k in self.all_params if k not in covered]
             self.usable = usable
         elif usable != self.usable:  # pragma: no cover - a model whose call structure changes with the input
@@ -344,12 +366,15 @@ class _LinearFeatures:
         (feats_i, jac_i), (feats_j, jac_j) = fi, fj
         out = _contract_jacobians(jac_i, jac_j, mode) if jac_i is not None else None
         for k in self.usable:
-            w_name, b_name = self.layers[k]
+            w_name, b_name, w_mult, b_mult = self.layers[k]
             (a_i, g_i), (a_j, g_j) = feats_i[k], feats_j[k]
             n1, n2, o = g_i.shape[0], g_j.shape[0], self.o
-            S = a_i @ a_j.T if w_name is not None else torch.zeros(n1, n2, dtype=a_i.dtype, device=a_i.device)
+            if w_name is not None:
+                S = a_i @ a_j.T if w_mult == 1.0 else (w_mult * w_mult) * (a_i @ a_j.T)
+            else:
+                S = torch.zeros(n1, n2, dtype=a_i.dtype, device=a_i.device)
             if b_name is not None:
-                S = S + 1.0
+                S = S + b_mult * b_mult
             if mode == "full":
                 GG = (
                     (g_i.reshape(n1 * o, -1) @ g_j.reshape(n2 * o, -1).T)
@@ -391,7 +416,8 @@ def empirical_ntk(
         mode: ``"full"`` -> ``(n1, n2, o, o)``; ``"trace"`` -> :math:`\sum_a K^{aa}`, ``(n1, n2)``;
             ``"diagonal"`` -> :math:`K^{aa}`, ``(n1, n2, o)``. With one output every mode gives ``(n1, n2)``.
         method: ``"jacobian"`` (per-example Jacobian contraction), ``"ntvp"`` (NTK-vector products),
-            ``"linear"`` (structured Gram-times-Gram path for ``nn.Linear``, Jacobian for the rest) or
+            ``"linear"`` (structured Gram-times-Gram path for ``nn.Linear`` and
+            :class:`lmech.models.mlp.DenseLayer`, Jacobian for the rest) or
             ``"auto"`` (= ``"linear"``).
         chunk_size: at most this many examples per block of the :math:`n_1 \times n_2` grid
             (``None``: one block).
