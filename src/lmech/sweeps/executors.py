@@ -133,13 +133,13 @@ def default_workers() -> int:
 
 
 def _context() -> Any:
-    """``forkserver`` (workers forked from a clean server that has imported lmech once: a new worker
-    starts in milliseconds, and never inherits the driver's torch threads), else ``spawn``."""
+    """``forkserver`` (workers forked from a clean server that has imported lmech and matplotlib (Agg) once:
+    a new worker starts in milliseconds, and never inherits the driver's threads), else ``spawn``."""
     import multiprocessing
 
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["lmech.experiments", "lmech.sweeps.executors"])
+        ctx.set_forkserver_preload(["lmech.experiments", "lmech.report.plotting", "lmech.sweeps.executors"])
         return ctx
     return multiprocessing.get_context("spawn")
 
