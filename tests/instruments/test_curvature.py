@@ -28,6 +28,7 @@ from lmech.instruments.curvature import (
     lanczos,
     optimizer_preconditioner,
     preconditioned_sharpness,
+    ritz_error_bounds,
     spectral_density,
 )
 
@@ -144,6 +145,77 @@ def test_gap_bound_meets_its_tolerance_with_fewer_products(problem):
         assert ((res.values - exact).abs() / exact).max() <= 1e-6
         runs[bound] = res.num_matvecs
     assert runs["gap"] < runs["residual"]
+
+
+def known_spectrum(top: list[float], n: int = 300, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random rotation of diag(top + a bulk spread over [-1, 0.5]); its eigenvalues, descending."""
+    gen = torch.Generator().manual_seed(seed)
+    bulk = torch.linspace(-1.0, 0.5, n - len(top), dtype=torch.float64)
+    eig = torch.cat([torch.tensor(top, dtype=torch.float64), bulk]).sort(descending=True).values
+    q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64, generator=gen))
+    return (q * eig) @ q.T, eig
+
+
+SPECTRA = {
+    "separated": [3.0, 2.0, 1.5],
+    "edge of stability": [1.0, 0.99, 0.985, 0.98],  # top eigenvalues bunched, bulk below
+    "near-degenerate": [1.0, 1.0 - 1e-7, 1.0 - 2e-7],
+    "power law": [0.5 + (1 + i) ** -0.7 for i in range(30)],
+    "top pair at the bulk's edge": [0.5 + 1e-4, 0.5 + 5e-5],
+}
+
+
+def lanczos_runs(A, bound, k=1, seeds=range(8)):
+    """(tol, result) for each tolerance and start vector."""
+    for tol in (1e-3, 1e-6, 1e-10):
+        for seed in seeds:
+            gen = torch.Generator().manual_seed(seed)
+            yield tol, lanczos(MatrixOperator(A), k, tol=tol, bound=bound, max_iter=300, generator=gen)
+
+
+@pytest.mark.parametrize("name", list(SPECTRA))
+def test_residual_bound_holds_on_known_spectra(name):
+    # The reference is the known spectrum. Ritz values lie below the eigenvalues (interlacing), and
+    # the reported bound on the top eigenvalue must cover the true error at every tolerance and for
+    # every start vector, near-degenerate and bunched tops included. Slack: float64 round-off of a
+    # product with ||A|| <= 3.
+    A, eig = known_spectrum(SPECTRA[name])
+    slack = 1e-13
+    for tol, res in lanczos_runs(A, "residual"):
+        err = eig[0] - res.values[0]
+        assert res.converged
+        assert err >= -slack  # theta_1 <= lambda_1
+        assert err <= res.errors[0] + slack, (tol, err, res.errors)
+        assert res.errors[0] <= tol * res.values[0].abs()
+
+
+def test_gap_estimate_is_not_a_bound_on_bunched_tops():
+    # Kato-Temple with the gap to theta_2 + r_2 is second order and tight when the top eigenvalue is
+    # isolated (power law: never below the true error here) ...
+    A, eig = known_spectrum(SPECTRA["power law"])
+    assert all(eig[0] - r.values[0] <= r.errors[0] + 1e-13 for _, r in lanczos_runs(A, "gap"))
+    # ... but theta_2 + r_2 need not bound lambda_2: with a bunched top the cluster hides under
+    # theta_1 and the estimate claims an accuracy it does not have (the residual bound never does)
+    A, eig = known_spectrum(SPECTRA["edge of stability"])
+    misses = [(tol, r) for tol, r in lanczos_runs(A, "gap") if eig[0] - r.values[0] > r.errors[0]]
+    assert misses
+    assert any(eig[0] - r.values[0] > tol * eig[0] for tol, r in misses)
+
+
+def test_kato_temple_bound_formula_and_savings():
+    # Ritz values 1.0 (r 1e-2) and 0.5 (r 1e-3): certified gap 1.0 - 0.501, bound 1e-4 / 0.499
+    theta, res = np.array([0.5, 1.0]), np.array([1e-3, 1e-2])
+    np.testing.assert_allclose(ritz_error_bounds(theta, res, "gap"), [1e-3, 1e-4 / 0.499], rtol=1e-14)
+    np.testing.assert_allclose(ritz_error_bounds(theta, res, "residual"), res, rtol=0)
+    # no certified gap (neighbour + its residual reaches theta): the residual bound
+    np.testing.assert_allclose(ritz_error_bounds(np.array([0.99, 1.0]), np.array([0.02, 1e-3]), "gap")[1], 1e-3)
+    # on a spectrum with a gap the second-order bound reaches the same guarantee with fewer products
+    A, _ = known_spectrum(SPECTRA["separated"])
+    counts = {
+        b: lanczos(MatrixOperator(A), 1, tol=1e-6, bound=b, generator=torch.Generator().manual_seed(0)).num_matvecs
+        for b in ("gap", "residual")
+    }
+    assert counts["gap"] < counts["residual"]
 
 
 def test_chunked_eigenvalues_and_warm_start(problem):

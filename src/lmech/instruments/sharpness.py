@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from lmech.errors import BadInput
 from lmech.instruments._params import num_parameters, trainable_parameters
 from lmech.instruments.curvature import (
+    BOUNDS,
     HessianOperator,
     PreconditionedOperator,
     check_batch,
@@ -96,10 +97,13 @@ class SharpnessTracker:
 
     Call :meth:`measure` in any loop (GD, SGD, Adam...), or attach the tracker to a
     :class:`~lmech.instruments.monitor.Monitor` as a probe. Each measurement runs
-    :func:`~lmech.instruments.curvature.lanczos` (largest *algebraic* eigenvalues, relative
-    residual ``tol`` or, with ``bound="gap"``, the residual²/gap estimate; at most ``max_iter``
-    products) started from the previous measurement's Ritz
-    vectors. It returns ``{prefix}lambda_1 .. lambda_k``, ``{prefix}threshold`` and
+    :func:`~lmech.instruments.curvature.lanczos` (largest *algebraic* eigenvalues to relative
+    accuracy ``tol``, certified by the Ritz residual with ``bound="residual"`` (default) or
+    estimated by Kato-Temple with ``bound="gap"``, which is unreliable exactly where sharpness is
+    tracked, at the edge of stability, where the top eigenvalues bunch; at most ``max_iter``
+    products) started from the previous measurement's Ritz vectors. The batch is validated
+    (:func:`~lmech.instruments.curvature.check_batch`) on the first measurement and again only
+    when the model, loss or batch objects change. It returns ``{prefix}lambda_1 .. lambda_k``, ``{prefix}threshold`` and
     ``{prefix}ratio`` = λ1/threshold (when an optimizer or ``lr`` is known), ``{prefix}hvps``
     (products used by this measurement) and ``{prefix}converged``.
 
@@ -132,14 +136,15 @@ class SharpnessTracker:
         if not isinstance(prefix, str):
             raise BadInput("prefix", prefix, "a string")
         self.k, self.tol, self.max_iter, self.chunk_size = int(k), float(tol), int(max_iter), chunk_size
-        if bound not in ("residual", "gap"):
-            raise BadInput("bound", bound, "'residual' (rigorous) or 'gap' (see curvature.lanczos)")
+        if bound not in BOUNDS:
+            raise BadInput("bound", bound, "'residual' (certified) or 'gap' (estimate; see curvature.lanczos)")
         self.preconditioned, self.warm_start, self.prefix, self.bound = preconditioned, warm_start, prefix, bound
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[dict] = []
         self.total_hvps = 0
         self._vectors: Tensor | None = None
         self._mode: bool | None = None
+        self._checked: tuple | None = None  # the (model, loss_fn, inputs, targets) last validated
 
     def _use_preconditioner(self, optimizer: torch.optim.Optimizer | None) -> bool:
         if self.preconditioned is None:
@@ -147,6 +152,14 @@ class SharpnessTracker:
         if self.preconditioned and not isinstance(optimizer, _ADAPTIVE):
             raise BadInput("optimizer", type(optimizer).__name__, "Adam, AdamW or RMSprop when preconditioned=True")
         return self.preconditioned
+
+    def _check_once(self, model, loss_fn, inputs, targets) -> None:
+        """:func:`check_batch` on a new batch; skipped when the same objects were validated before."""
+        batch = (model, loss_fn, inputs, targets)
+        same = self._checked is not None and all(a is b for a, b in zip(batch, self._checked))
+        if not (same and inputs.shape == self._shapes[0] and targets.shape == self._shapes[1]):
+            check_batch(*batch)
+            self._checked, self._shapes = batch, (inputs.shape, targets.shape)
 
     def measure(
         self,
@@ -176,7 +189,7 @@ class SharpnessTracker:
             self.history.append(record)
             return record
         with eval_mode(model):
-            check_batch(model, loss_fn, inputs, targets)
+            self._check_once(model, loss_fn, inputs, targets)
             op = HessianOperator(
                 model, loss_fn, inputs, targets, chunk_size=self.chunk_size, params=params, check=False
             )
