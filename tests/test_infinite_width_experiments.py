@@ -110,9 +110,8 @@ def test_eigenlearning_wrong_spectrum_is_judged_violated(quick_run):
 
 
 def test_eigenlearning_sphere_target_has_the_stated_power():
-    from lmech.data.synthetic import generator
+    from lmech.data.synthetic import generator, sphere_points
     from lmech.experiments.eigenlearning import _Target
-    from lmech.experiments.ntk_convergence import sphere_points
 
     cfg = get("eigenlearning").quick_config()
     target = _Target(cfg, generator(0))

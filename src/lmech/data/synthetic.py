@@ -6,6 +6,7 @@ seed alone; nothing touches torch's global RNG.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -87,3 +88,12 @@ def chebyshev_regression(n: int = 20, degree: int = 6, dtype: torch.dtype = torc
     x = torch.linspace(-1.0, 1.0, n, dtype=torch.float64)
     y = torch.cos(degree * torch.arccos(x.clamp(-1.0, 1.0)))
     return x[:, None].to(dtype), y[:, None].to(dtype)
+
+
+def sphere_points(n: int, d: int, gen: torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``n`` points uniform on the sphere of radius √d in R^d (|x|²/d = 1: unit input variance per coordinate,
+    the convention of the infinite-width kernels)."""
+    if n < 1 or d < 1:
+        raise BadInput("n, d", (n, d), "positive integers")
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    return (x / x.norm(dim=1, keepdim=True) * math.sqrt(d)).to(dtype)

@@ -44,10 +44,9 @@ import pandas as pd
 import torch
 
 from lmech.config import spec
-from lmech.data.synthetic import generator
+from lmech.data.synthetic import generator, sphere_points
 from lmech.errors import BadInput
 from lmech.experiments.base import Experiment, NullProgress, Progress, Result, RunConfig
-from lmech.experiments.ntk_convergence import sphere_points
 from lmech.experiments.registry import register
 from lmech.theory.eigenlearning import eigenlearning, gegenbauer, sphere_eigenvalues, sphere_multiplicity
 from lmech.theory.kernels import dot_product_kernels, mlp_kernels

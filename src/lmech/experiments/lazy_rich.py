@@ -58,12 +58,11 @@ import pandas as pd
 import torch
 
 from lmech.config import spec
-from lmech.data.synthetic import generator
+from lmech.data.synthetic import generator, sphere_points
 from lmech.devices import resolve_device, resolve_dtype
 from lmech.errors import BadInput
 from lmech.experiments.base import Experiment, NullProgress, Progress, Result, RunConfig
 from lmech.experiments.linearized_training import target
-from lmech.experiments.ntk_convergence import sphere_points
 from lmech.experiments.registry import register
 from lmech.instruments.features import relative_weight_change
 from lmech.instruments.ntk import empirical_ntk, kernel_distance

@@ -35,12 +35,12 @@ import pandas as pd
 import torch
 
 from lmech.config import spec
-from lmech.data.synthetic import generator
+from lmech.data.synthetic import generator, sphere_points
 from lmech.devices import resolve_device, resolve_dtype
 from lmech.errors import BadInput
 from lmech.experiments.base import Experiment, NullProgress, Progress, Result, RunConfig
-from lmech.experiments.ntk_convergence import log_log_slope, sphere_points
 from lmech.experiments.registry import register
+from lmech.laws.power_law import log_log_slope
 from lmech.models.mlp import ACTIVATIONS, mlp
 from lmech.theory.kernels import mlp_kernels
 from lmech.theory.linearized import linearized_predictions, max_stable_lr

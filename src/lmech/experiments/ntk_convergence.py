@@ -34,30 +34,19 @@ import pandas as pd
 import torch
 
 from lmech.config import spec
-from lmech.data.synthetic import generator
+from lmech.data.synthetic import generator, sphere_points
 from lmech.devices import resolve_device, resolve_dtype
 from lmech.errors import BadInput
 from lmech.experiments.base import Experiment, NullProgress, Progress, Result, RunConfig
 from lmech.experiments.registry import register
 from lmech.instruments.ntk import empirical_ntk
+from lmech.laws.power_law import log_log_slope
 from lmech.models.mlp import ACTIVATIONS, mlp
 from lmech.theory.kernels import mlp_kernels
 
 #: The theory's exponent of ε(h) ∝ h^slope, and the issue's accepted interval for the fitted slope.
 PREDICTED_SLOPE = -0.5
 SLOPE_INTERVAL = (-0.6, -0.4)
-
-
-def sphere_points(n: int, d: int, gen: torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """``n`` points uniform on the sphere of radius √d in R^d (so |x|²/d = 1, the kernels' unit input variance)."""
-    x = torch.randn(n, d, generator=gen, dtype=torch.float64)
-    return (x / x.norm(dim=1, keepdim=True) * math.sqrt(d)).to(dtype)
-
-
-def log_log_slope(x, y) -> tuple[float, float]:
-    """Least-squares (slope, intercept) of log y against log x."""
-    slope, intercept = np.polyfit(np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float)), 1)
-    return float(slope), float(intercept)
 
 
 @dataclass(frozen=True)
