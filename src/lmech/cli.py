@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -188,8 +189,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from lmech import experiments
-    from lmech.config import apply_overrides
+    from lmech.config import apply_overrides, to_dict
     from lmech.report.html import write_report
+    from lmech.store import run_id
 
     names = args.names or experiments.names()
     exps = [experiments.get(n) for n in names]  # unknown names exit 2 before work
@@ -199,18 +201,48 @@ def cmd_check(args: argparse.Namespace) -> int:
             overrides = {k: v for k, v in (("device", args.device), ("seed", args.seed)) if v is not None}
             entries.append((exp, label, apply_overrides(config, overrides)))
     store = _store(args)
-    outcomes = []
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        raise BadInput("--workers", workers, "a number of worker processes >= 1")
+    outcomes: dict[int, Any] = {}
     with (_bars(not args.json) or _Null()) as bars:
         book = bars.add_task("law book", total=len(entries)) if isinstance(bars, Progress) else None
-        for exp, label, config in entries:
-            progress = RichProgress(bars if isinstance(bars, Progress) else None)
-            outcome = experiments.execute(exp, config, store=store, progress=progress, label=label, force=args.force)
-            progress.close()
-            outcomes.append(outcome)
+
+        def finished(i: int, outcome) -> None:
+            outcomes[i] = outcome
             if book is not None:
                 bars.advance(book)
-                mark = "[green]holds[/]" if outcome.holds else f"[red]{'violated' if outcome.status != 'failed' else 'failed'}[/]"
-                bars.console.print(f"{exp.name} {label}: {mark} ({outcome.duration_s:.1f} s)")
+                word = "holds" if outcome.holds else ("failed" if outcome.status == "failed" else "violated")
+                color = "green" if outcome.holds else "red"
+                cached = ", cached" if outcome.cached else ""
+                bars.console.print(f"{outcome.experiment} {outcome.label}: [{color}]{word}[/] "
+                                   f"({outcome.duration_s:.1f} s{cached})")
+
+        pending = []
+        for i, (exp, label, config) in enumerate(entries):
+            rid = run_id(exp.name, to_dict(config))
+            if not args.force and store.is_finished(exp.name, rid):
+                finished(i, experiments.execute(exp, config, store=store, label=label))  # read back
+            else:
+                pending.append(i)
+        if workers > 1 and len(pending) > 1:
+            # Independent runs: a process pool (one torch thread each), the driver alone writes the store.
+            from lmech.experiments.runner import store_run
+            from lmech.sweeps.executors import LocalExecutor, Task
+
+            tasks = {run_id(entries[i][0].name, to_dict(entries[i][2])): i for i in pending}
+            executor = LocalExecutor(min(workers, len(pending)))
+            for run in executor.run(Task(entries[i][0].name, to_dict(entries[i][2]), entries[i][1])
+                                    for i in pending):
+                finished(tasks[run.run_id], run.outcome(store_run(store, run)))
+        else:
+            for i in pending:
+                exp, label, config = entries[i]
+                progress = RichProgress(bars if isinstance(bars, Progress) else None)
+                finished(i, experiments.execute(exp, config, store=store, progress=progress, label=label,
+                                                force=args.force))
+                progress.close()
+    outcomes = [outcomes[i] for i in range(len(entries))]
     store.write_lawbook([o.run_id for o in outcomes])
     report = write_report(store, Path(args.out) if args.out else None, [o.run_id for o in outcomes])
     if args.json:
@@ -341,6 +373,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps")
     s.add_argument("--seed", type=int, default=None, help="seed for every run")
     s.add_argument("--force", action="store_true", help="recompute runs already stored")
+    s.add_argument("--workers", type=int, default=None,
+                   help="run the law book's entries in N worker processes (default: one per core; 1 = in "
+                   "this process, with a progress bar per run)")
     s.add_argument("--out", metavar="PATH", default=None, help="report path (default: <store>/report.html)")
     s.add_argument("--json", action="store_true", help="print one JSON object with the verdicts")
     s.set_defaults(func=cmd_check)
