@@ -212,7 +212,10 @@ class EdgeOfStability(Experiment):
         model = _model(config, x, y)
         # Flow times cover the control run and the slowest edge run, so the figure shows the edge runs
         # leaving the flow once they reach 2/η while the control stays on it.
-        horizon = max(config.control_lr, min(config.lrs)) * config.steps
+        # Capped at 20× the control's horizon: far beyond it the flow gets stiff (its sharpness grows) and
+        # an explicit solver would crawl, e.g. when a diverging η is asked for.
+        control = config.control_lr * config.steps
+        horizon = min(max(control, min(config.lrs) * config.steps), 20 * control)
         times = np.linspace(0.0, horizon, 401)
         flow = gradient_flow(model, half_mse, x, y, times, rtol=config.flow_rtol, atol=1e-12)
         flow_frame = pd.DataFrame({"t": flow.times, "loss": flow.losses})
