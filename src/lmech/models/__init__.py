@@ -6,6 +6,6 @@
 """
 
 from lmech.models.deep_linear import DeepLinear
-from lmech.models.mlp import MLP, Activation, Dense, mlp, mlp_layers
+from lmech.models.mlp import MLP, Activation, Dense, mlp_layers
 
-__all__ = ["MLP", "Activation", "Dense", "DeepLinear", "mlp", "mlp_layers"]
+__all__ = ["MLP", "Activation", "Dense", "DeepLinear", "mlp_layers"]  # the builder: lmech.models.mlp.mlp
