@@ -97,3 +97,28 @@ def sphere_points(n: int, d: int, gen: torch.Generator, dtype: torch.dtype = tor
         raise BadInput("n, d", (n, d), "positive integers")
     x = torch.randn(n, d, generator=gen, dtype=torch.float64)
     return (x / x.norm(dim=1, keepdim=True) * math.sqrt(d)).to(dtype)
+
+
+def sphere_target(x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """A smooth two-direction target on the sphere of radius √d: sin(2 u·x/√d) + (v·x)²/d − 1/d."""
+    d = x.shape[1]
+    return torch.sin(2 * x @ u / math.sqrt(d)) + (x @ v) ** 2 / d - 1.0 / d
+
+
+@dataclass
+class RegressionTask:
+    """Train and test inputs and targets of a regression problem."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+def sphere_regression(n_train: int, n_test: int, d: int, gen: torch.Generator) -> RegressionTask:
+    """Inputs uniform on the sphere of radius √d, targets :func:`sphere_target` along two random unit
+    directions (drawn after the inputs, from the same generator); targets have shape (n,)."""
+    x = sphere_points(n_train + n_test, d, gen)
+    u, v = (torch.randn(d, generator=gen, dtype=torch.float64) for _ in range(2))
+    y = sphere_target(x, u / u.norm(), v / v.norm())
+    return RegressionTask(x[:n_train], y[:n_train], x[n_train:], y[n_train:])

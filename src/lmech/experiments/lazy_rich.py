@@ -58,11 +58,10 @@ import pandas as pd
 import torch
 
 from lmech.config import spec
-from lmech.data.synthetic import generator, sphere_points
+from lmech.data.synthetic import RegressionTask, generator, sphere_regression
 from lmech.devices import resolve_device, resolve_dtype
 from lmech.errors import BadInput
 from lmech.experiments.base import Experiment, NullProgress, Progress, Result, RunConfig
-from lmech.experiments.linearized_training import target
 from lmech.experiments.registry import register
 from lmech.instruments.features import relative_weight_change
 from lmech.instruments.ntk import empirical_ntk, kernel_distance
@@ -107,20 +106,8 @@ class LazyRichConfig(RunConfig):
             raise BadInput("alpha_sqrt_h", self.alpha_sqrt_h, "at least 3 distinct values")
 
 
-@dataclass
-class _Task:
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-
-
-def _task(cfg: LazyRichConfig) -> _Task:
-    gen = generator(cfg.seed)
-    x = sphere_points(cfg.n_train + cfg.n_test, cfg.in_features, gen)
-    u, v = (torch.randn(cfg.in_features, generator=gen, dtype=torch.float64) for _ in range(2))
-    y = target(x, u / u.norm(), v / v.norm())
-    return _Task(x[:cfg.n_train], y[:cfg.n_train], x[cfg.n_train:], y[cfg.n_train:])
+def _task(cfg: LazyRichConfig) -> RegressionTask:
+    return sphere_regression(cfg.n_train, cfg.n_test, cfg.in_features, generator(cfg.seed))
 
 
 def _network(cfg: LazyRichConfig, width: int):
@@ -130,7 +117,7 @@ def _network(cfg: LazyRichConfig, width: int):
                dtype=resolve_dtype(cfg.dtype), device=resolve_device(cfg.device))
 
 
-def ntk_regression_mse(cfg: LazyRichConfig, task: _Task) -> tuple[float, float]:
+def ntk_regression_mse(cfg: LazyRichConfig, task: RegressionTask) -> tuple[float, float]:
     """The α → ∞ limit of the trained centred model: kernel gradient flow with the analytic NTK Θ∞ from F = 0.
 
     Returns (test MSE when the flow's training MSE first reaches ``loss_tol`` · mean y² — the stopping rule of
@@ -160,7 +147,7 @@ def _lr(cfg: LazyRichConfig, net, x: torch.Tensor) -> float:
     return cfg.lr_fraction * 2.0 * x.shape[0] / lam
 
 
-def train_centred(cfg: LazyRichConfig, task: _Task, width: int, beta: float) -> dict:
+def train_centred(cfg: LazyRichConfig, task: RegressionTask, width: int, beta: float) -> dict:
     """Train F = α(f − f0), α = β/√h, by GD on ½·mean(F − y)²/α²; return the measurements (module docstring)."""
     device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
     net = _network(cfg, width)

@@ -27,7 +27,7 @@ log-log slope against width (theory −1/2) is reported in the details.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from lmech.config import spec
-from lmech.data.synthetic import generator, sphere_points
+from lmech.data.synthetic import RegressionTask, generator, sphere_regression
 from lmech.devices import resolve_device, resolve_dtype
 from lmech.errors import BadInput
 from lmech.experiments.base import Experiment, NullProgress, Progress, Result, RunConfig
@@ -71,26 +71,9 @@ class LinearizedTrainingConfig(RunConfig):
             raise BadInput("widths", self.widths, "at least 2 distinct widths (the error must decrease with width)")
 
 
-def target(x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """A smooth two-direction target on the sphere of radius √d: sin(2 u·x/√d) + (v·x)²/d − 1/d."""
-    d = x.shape[1]
-    return torch.sin(2 * x @ u / math.sqrt(d)) + (x @ v) ** 2 / d - 1.0 / d
-
-
-@dataclass
-class _Task:
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-
-
-def _task(cfg: LinearizedTrainingConfig) -> _Task:
-    gen = generator(cfg.seed)
-    x = sphere_points(cfg.n_train + cfg.n_test, cfg.in_features, gen)
-    u, v = (torch.randn(cfg.in_features, generator=gen, dtype=torch.float64) for _ in range(2))
-    y = target(x, u / u.norm(), v / v.norm())[:, None]
-    return _Task(x[:cfg.n_train], y[:cfg.n_train], x[cfg.n_train:], y[cfg.n_train:])
+def _task(cfg: LinearizedTrainingConfig) -> RegressionTask:
+    task = sphere_regression(cfg.n_train, cfg.n_test, cfg.in_features, generator(cfg.seed))
+    return replace(task, y_train=task.y_train[:, None], y_test=task.y_test[:, None])
 
 
 def _network(cfg: LinearizedTrainingConfig, width: int, k: int):
@@ -99,7 +82,7 @@ def _network(cfg: LinearizedTrainingConfig, width: int, k: int):
                dtype=resolve_dtype(cfg.dtype), device=resolve_device(cfg.device))
 
 
-def _kernels(cfg: LinearizedTrainingConfig, task: _Task) -> tuple[torch.Tensor, torch.Tensor]:
+def _kernels(cfg: LinearizedTrainingConfig, task: RegressionTask) -> tuple[torch.Tensor, torch.Tensor]:
     """Analytic Θ∞ on the training inputs and between test and training inputs."""
     x = torch.cat([task.x_train, task.x_test])
     _, k = mlp_kernels(x, None, cfg.depth, cfg.activation, cfg.weight_std, cfg.bias_std, "ntk")
