@@ -138,3 +138,62 @@ def test_tracker_bad_inputs():
         SharpnessTracker(k=10_000, max_iter=10_000).measure(model, loss_fn, x, y)
     with pytest.raises(BadInput, match="targets"):
         SharpnessTracker().measure(model, loss_fn, x, y[:3])
+
+
+class RotatingQuadratic(torch.nn.Module):
+    """L(θ) = ½ θᵀ A θ with A = R D Rᵀ: its Hessian is A, its spectrum D whatever the rotation R."""
+
+    def __init__(self, spectrum: torch.Tensor):
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.zeros(spectrum.numel(), dtype=torch.float64))
+        self.spectrum = spectrum
+        self.rotation = torch.eye(spectrum.numel(), dtype=torch.float64)
+
+    def forward(self, inputs):
+        A = self.rotation @ torch.diag(self.spectrum) @ self.rotation.T
+        return 0.5 * self.theta @ A @ self.theta + 0 * inputs.sum()
+
+
+def _total_products(model, steps: list[torch.Tensor], **options) -> tuple[int, list[float]]:
+    tracker = SharpnessTracker(k=1, tol=1e-8, max_iter=200, seed=3, **options)
+    values = []
+    for rotation in steps:
+        model.rotation = rotation
+        values.append(tracker.measure(model, lambda out, y: out, torch.zeros(1), torch.zeros(1))["lambda_1"])
+    return sum(r["hvps"] for r in tracker.history[3:]), values
+
+
+def test_predictor_start_follows_a_smoothly_rotating_eigenvector_with_fewer_products():
+    # A(t) = exp(tK) D exp(tK)^T: the top eigenvector turns at a constant angular velocity (K skew),
+    # so the predictor's extrapolation u_t + (u_t - u_{t-1}) is off by O(|K|^2) where the plain warm
+    # start u_t is off by O(|K|): fewer products, and the same certified eigenvalue (D's largest).
+    gen = torch.Generator().manual_seed(0)
+    n = 60
+    spectrum = torch.cat([torch.tensor([2.0, 1.9, 1.85]), torch.rand(n - 3, generator=gen, dtype=torch.float64)])
+    spectrum = spectrum.to(torch.float64)
+    K = torch.randn(n, n, generator=gen, dtype=torch.float64)
+    K = 0.02 * (K - K.T)
+    steps = [torch.linalg.matrix_exp(t * K) for t in range(10)]
+    model = RotatingQuadratic(spectrum)
+    with_predictor, values = _total_products(model, steps)
+    without, plain_values = _total_products(model, steps, predict=False)
+    for v in values + plain_values:  # both certified to 1e-8 by the residual bound
+        assert v == pytest.approx(2.0, rel=1e-8)
+    assert with_predictor < without
+
+
+def test_predictor_step_is_the_displacement_weighted_by_its_consistency():
+    # The predictor (Allgower & Georg's continuation predictor, weighted by the cosine c of the last
+    # two displacements): opposed displacements (c = -1, a path that turned back) give the plain
+    # warm start; repeated ones (c = 1) one full extrapolated step; a sign flip of an eigenvector
+    # (no meaning) changes nothing.
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(40, 1, generator=gen, dtype=torch.float64)
+    d = 0.05 * torch.randn(40, 1, generator=gen, dtype=torch.float64)
+    tracker = SharpnessTracker(k=1)
+    tracker._trail, tracker._vectors = [a, a + d, a], a
+    assert torch.equal(tracker._start(), a)
+    tracker._trail, tracker._vectors = [a, -(a + d), a + 2 * d], a + 2 * d
+    assert torch.allclose(tracker._start(), a + 3 * d, atol=1e-12)
+    tracker.predict = False
+    assert torch.equal(tracker._start(), a + 2 * d)

@@ -429,19 +429,22 @@ def _random_unit(size: int, dtype, device, generator: torch.Generator | None) ->
     return v / v.norm()
 
 
-def _orthogonalize(w: Tensor, basis: Tensor) -> Tensor:
+def _orthogonalize(w: Tensor, basis: Tensor) -> tuple[Tensor, float]:
     r"""Classical Gram-Schmidt against the rows of ``basis``, repeated once when it cancelled much.
 
     A second pass is taken when the first left less than :math:`1/\sqrt2` of the norm (Daniel,
     Gragg, Kaufman & Stewart 1976, Math. Comp. 30(136); "twice is enough", Giraud et al. 2005).
+    Returns the orthogonalized ``w`` (updated in place) and its norm.
     """
+    before = float(torch.linalg.vector_norm(w))
     if basis.shape[0] == 0:
-        return w
-    before = torch.linalg.vector_norm(w)
+        return w, before
     w = torch.addmv(w, basis.T, basis @ w, alpha=-1.0)
-    if float(torch.linalg.vector_norm(w)) < 0.7071 * float(before):
+    after = float(torch.linalg.vector_norm(w))
+    if after < 0.7071 * before:
         w = torch.addmv(w, basis.T, basis @ w, alpha=-1.0)
-    return w
+        after = float(torch.linalg.vector_norm(w))
+    return w, after
 
 
 def _lanczos_iterations(
@@ -465,16 +468,15 @@ def _lanczos_iterations(
     basis = torch.empty(max_steps, n, dtype=op.dtype, device=op.device)
     alphas: list[float] = []
     betas: list[float] = []
-    q = start / start.norm()
+    torch.div(start, start.norm(), out=basis[0])
     scale = 0.0
     for j in range(max_steps):
-        basis[j] = q
+        q = basis[j]
         w = op @ q
         alpha = float(torch.dot(q, w))
         # three-term recurrence, then full reorthogonalization against every previous vector
         w = w.sub_(q, alpha=alpha) if j == 0 else w.sub_(q, alpha=alpha).sub_(basis[j - 1], alpha=betas[-1])
-        w = _orthogonalize(w, basis[: j + 1])
-        beta = float(torch.linalg.vector_norm(w))
+        w, beta = _orthogonalize(w, basis[: j + 1])
         alphas.append(alpha)
         scale = max(scale, abs(alpha), beta)
         if j == max_steps - 1:
@@ -482,11 +484,11 @@ def _lanczos_iterations(
             break
         if beta <= 1e-12 * max(scale, 1e-300):  # invariant subspace: restart, T splits into blocks
             betas.append(0.0)
-            q = _orthogonalize(_random_unit(n, op.dtype, op.device, generator), basis[: j + 1])
-            q = q / q.norm()
+            fresh, norm = _orthogonalize(_random_unit(n, op.dtype, op.device, generator), basis[: j + 1])
+            torch.div(fresh, norm, out=basis[j + 1])
         else:
             betas.append(beta)
-            q = w / beta
+            torch.div(w, beta, out=basis[j + 1])  # the next Lanczos vector, written in place
         if stop is not None and stop(alphas, betas):
             break
     m = len(alphas)
@@ -606,7 +608,8 @@ def lanczos(
             raise BadInput("v0", getattr(v0, "shape", v0), f"a tensor of shape ({n},) or ({n}, m)")
         start = v0.to(dtype=op.dtype, device=op.device)
         start = start.sum(dim=1) if start.ndim == 2 else start
-        if not torch.isfinite(start).all() or float(start.norm()) == 0.0:
+        norm = float(start.norm())  # inf or nan when any entry is not finite
+        if not math.isfinite(norm) or norm == 0.0:
             start = _random_unit(n, op.dtype, op.device, generator)
     matvecs_before = op.num_matvecs
     sqrt_eps = math.sqrt(torch.finfo(op.dtype).eps)

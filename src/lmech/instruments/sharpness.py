@@ -78,6 +78,11 @@ def stability_threshold(optimizer: torch.optim.Optimizer | None = None, *, lr: f
     raise BadInput("optimizer", type(optimizer).__name__, "SGD, Adam, AdamW or RMSprop (or lr for plain GD)")
 
 
+def _aligned(vectors: Tensor, reference: Tensor) -> Tensor:
+    """Each column of ``vectors`` with its sign flipped where it points away from ``reference``'s."""
+    return torch.where((vectors * reference).sum(0) < 0, -vectors, vectors)
+
+
 def _has_stepped(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> bool:
     return all(bool(optimizer.state.get(p)) for p in params)
 
@@ -101,7 +106,8 @@ class SharpnessTracker:
     accuracy ``tol``, certified by the Ritz residual with ``bound="residual"`` (default) or
     estimated by Kato-Temple with ``bound="gap"``, which is unreliable exactly where sharpness is
     tracked, at the edge of stability, where the top eigenvalues bunch; at most ``max_iter``
-    products) started from the previous measurement's Ritz vectors. The batch is validated
+    products) started from the previous measurement's Ritz vectors, moved along their recent path
+    when that path is smooth (``predict``, :meth:`_start`). The batch is validated
     (:func:`~lmech.instruments.curvature.check_batch`) on the first measurement and again only
     when the model, loss or batch objects change. It returns ``{prefix}lambda_1 .. lambda_k``, ``{prefix}threshold`` and
     ``{prefix}ratio`` = λ1/threshold (when an optimizer or ``lr`` is known), ``{prefix}hvps``
@@ -121,6 +127,7 @@ class SharpnessTracker:
         chunk_size: int | None = None,
         preconditioned: bool | None = None,
         warm_start: bool = True,
+        predict: bool = True,
         bound: str = "residual",
         prefix: str = "",
         seed: int = 0,
@@ -139,10 +146,12 @@ class SharpnessTracker:
         if bound not in BOUNDS:
             raise BadInput("bound", bound, "'residual' (certified) or 'gap' (estimate; see curvature.lanczos)")
         self.preconditioned, self.warm_start, self.prefix, self.bound = preconditioned, warm_start, prefix, bound
+        self.predict = bool(predict)
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[dict] = []
         self.total_hvps = 0
         self._vectors: Tensor | None = None
+        self._trail: list[Tensor] = []  # the last three measurements' Ritz vectors, for the predictor
         self._mode: bool | None = None
         self._checked: tuple | None = None  # the (model, loss_fn, inputs, targets) last validated
 
@@ -198,13 +207,16 @@ class SharpnessTracker:
                 diag = _lr_ratio_diagonal(optimizer, params)
             if diag is not None:
                 op = PreconditionedOperator(op, diag)
-            v0 = self._vectors if (self.warm_start and self._mode == pre) else None
+            v0 = self._start() if (self.warm_start and self._mode == pre) else None
             if v0 is not None and v0.shape[0] != op.shape[0]:
-                v0 = None
+                v0, self._trail = None, []
             result = lanczos(
                 op, self.k, tol=self.tol, max_iter=self.max_iter, v0=v0, generator=self.generator, bound=self.bound
             )
+        if self._mode != pre:
+            self._trail = []
         self._vectors, self._mode = result.vectors.detach(), pre
+        self._trail = (self._trail + [self._vectors])[-3:]
         self.total_hvps += result.num_matvecs
         record = {f"{p}lambda_{i + 1}": float(v) for i, v in enumerate(result.values)}
         if threshold is not None:
@@ -216,6 +228,29 @@ class SharpnessTracker:
         record[f"{p}seconds"] = time.perf_counter() - started
         self.history.append(record)
         return record
+
+    def _start(self) -> Tensor | None:
+        r"""The warm start: the previous Ritz vectors, moved along their path when it is smooth.
+
+        A predictor step of numerical continuation (Allgower & Georg 1990, "Numerical Continuation
+        Methods", Ch. 2): with the last three measurements' Ritz vectors :math:`u_{t-2}, u_{t-1},
+        u_t` (signs aligned), the displacements :math:`d_t = u_t - u_{t-1}` and :math:`d_{t-1}` have
+        cosine :math:`c`; the start is :math:`u_t + \max(c, 0)\, d_t`. Along a smooth trajectory
+        (full-batch gradient descent, :math:`c \approx 1`) this extrapolates the eigenvector's
+        drift; along a noisy one (SGD, :math:`c \le 0`) it is the plain warm start :math:`u_t`. Only
+        the start vector changes: the answer is still certified by the Lanczos stopping rule.
+        """
+        if self._vectors is None:
+            return None
+        if not self.predict or len(self._trail) < 3:
+            return self._vectors
+        oldest, older, last = self._trail
+        # eigenvectors have no sign: align each column with its successor before differencing
+        older = _aligned(older, last)
+        oldest = _aligned(oldest, older)
+        d_now, d_before = last - older, older - oldest
+        cos = (d_now * d_before).sum(0) / (d_now.norm(dim=0) * d_before.norm(dim=0)).clamp_min(1e-30)
+        return last + cos.clamp_min(0.0) * d_now
 
     def __call__(self, context) -> dict:
         """Monitor probe: measure on the context's model, loss, probe batch and optimizer."""
