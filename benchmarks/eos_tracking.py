@@ -73,14 +73,16 @@ def main() -> None:
     cfg = EdgeOfStabilityConfig(steps=args.steps)
     results = {mode: run(cfg, args.lr, mode) for mode in ("bare", "warm", "plain-warm", "cold", "peer")}
     bare = results["bare"]["wall"]
-    lam_ref = np.array(results["cold"]["lambda"])
+    # Ritz values never exceed λ1 (Cauchy interlacing), so the largest value any method found at a
+    # measurement is the best lower bound on λ1 there; a shortfall below it is an error of that method
+    lam_ref = np.max([results[m]["lambda"] for m in ("warm", "plain-warm", "cold", "peer")], axis=0)
     rows = []
     for mode, label in [("warm", "lmech SharpnessTracker, warm start + predictor (experiment setting)"),
                         ("plain-warm", "lmech SharpnessTracker, warm start from the last Ritz vectors only"),
                         ("cold", "lmech SharpnessTracker, cold start"),
                         ("peer", "peer: scipy eigsh(which='LM'), fresh start, no cap")]:
         r = results[mode]
-        dev = np.max(np.abs(np.array(r["lambda"]) - lam_ref) / np.abs(lam_ref))
+        dev = np.max((lam_ref - np.array(r["lambda"])) / np.abs(lam_ref))
         rows.append(f"| {label} | {np.mean(r['hvps']):.1f} | {np.max(r['hvps'])} | {r['wall']:.1f} | "
                     f"{r['wall'] / bare:.2f}x | {r['track'] / len(r['hvps']) * 1000:.0f} | {dev:.1e} |")
     warm, peer = results["warm"], results["peer"]
@@ -92,7 +94,7 @@ Quick digits setting of `edge-of-stability` at η = {args.lr}: {cfg.steps} full-
 Hessian eigenvalues every {cfg.sharpness_every} steps ({len(warm['hvps'])} measurements), Lanczos tol
 {cfg.lanczos_tol}, cap {cfg.lanczos_max_iter} products. Bare run (no tracking): {bare:.1f} s.
 
-| tracking | HVPs / measurement (mean) | max | run wall (s) | run / bare | ms / measurement | max rel. dev. of λ1 from cold |
+| tracking | HVPs / measurement (mean) | max | run wall (s) | run / bare | ms / measurement | max rel. shortfall of λ1 below the best |
 |---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
@@ -101,6 +103,13 @@ cold start (without the predictor step: {1 - np.mean(results['plain-warm']['hvps
 {np.mean(peer['hvps']) / np.mean(warm['hvps']):.1f}x the products of the warm tracker and has no cap. At the edge
 the top eigenvalues bunch together, which is what costs Lanczos iterations; `which='LM'` can also return a
 negative eigenvalue of large magnitude, which lmech's largest-algebraic Lanczos never does.
+
+The last column compares each method's λ1 with the largest value any method found at the same
+measurement (Ritz values are lower bounds on λ1). A cold start can certify λ2 before its Krylov space
+has found λ1 when the two are within a percent or two and the random start is nearly orthogonal to the
+top eigenvector: the residual bound certifies that *an* eigenvalue lies within tol, not which one
+(`ritz_error_bounds`). A warm start carries the top eigenvector's direction from the previous
+measurement and does not miss it this way.
 """
     record("eos_tracking", text)
     print(text)
