@@ -1,13 +1,15 @@
 """Top Hessian eigenvalue to relative accuracy 1e-3: lmech's Lanczos vs PyHessian's power iteration.
 
-Two problems on the same MLP 100-256-256-10 (tanh, 94,218 parameters), 2000 synthetic examples
-labelled by a random teacher, float32 like the peers:
+Four problems, float32 like the peers; the first three on the same MLP 100-256-256-10 (tanh, 94,218
+parameters) and 2000 synthetic examples labelled by a random teacher:
 
 * "early training": cross-entropy after 20 full-batch SGD steps at learning rate lr (a top
   eigenvalue well separated from the rest);
 * "edge of stability": MSE on one-hot targets after 400 full-batch GD steps at lr 4, where the
   sharpness has risen to 2/lr = 0.5 and the top eigenvalues bunch together (how sharpness is
-  tracked in this library: ``experiments/edge_of_stability.py``).
+  tracked in this library: ``experiments/edge_of_stability.py``);
+* "real data": a classifier mid-training on all 1,797 scikit-learn digits (MLP 64-256-256-10,
+  85,002 parameters, cross-entropy, 100 full-batch steps at lr 0.1).
 
 The reference eigenvalue is computed in float64 with Lanczos at tol 1e-10. Methods, run interleaved
 inside each repeat (a load burst hits all of them; medians over repeats with different start
@@ -63,6 +65,19 @@ def build_edge_of_stability(steps: int = 400, lr: float = 4.0):
     loss_fn, targets = nn.MSELoss(), nn.functional.one_hot(y, 10).float()
     sgd_steps(model, loss_fn, x, targets, steps, lr=lr)
     return model, loss_fn, x, targets
+
+
+def build_digits(steps: int = 100, lr: float = 0.1):
+    """Real data: all 1,797 scikit-learn digits, MLP 64-256-256-10 (tanh, 85,002 parameters), cross-entropy,
+    after ``steps`` full-batch SGD steps (a classifier mid-training: loss ~0.2 at 100 steps)."""
+    from lmech.data.digits import N_DIGITS, digits
+
+    x, y = digits(N_DIGITS, one_hot=False, dtype=torch.float32)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 10))
+    loss_fn = nn.CrossEntropyLoss()
+    sgd_steps(model, loss_fn, x, y, steps, lr=lr)
+    return model, loss_fn, x, y
 
 
 def sgd_steps(model, loss_fn, x, y, steps: int, lr: float = 0.5):
@@ -260,15 +275,25 @@ def main(quick: bool) -> None:
     counter = PyHessianCounter()
     lines = [
         "Top Hessian eigenvalue to relative accuracy 1e-3. MLP 100-256-256-10 (tanh, 94,218 parameters), "
-        "2000 synthetic examples, float32; reference λ from float64 Lanczos at tol 1e-10. Methods interleaved "
-        f"inside each of {repeats} repeats (different start vectors); median times. Machine: {machine()}.",
+        "2000 synthetic examples, float32, unless stated; reference λ from float64 Lanczos at tol 1e-10. Methods "
+        f"interleaved inside each of {repeats} repeats (different start vectors); median times. "
+        f"Machine: {machine()}.",
     ]
+    overview = []
     problems = [("early training: cross-entropy, after 20 full-batch SGD steps at lr 0.1", lambda: _early(0.1))]
     if not quick:
         problems.append(("early training: cross-entropy, after 20 full-batch SGD steps at lr 0.5", lambda: _early(0.5)))
     problems.append(
         ("edge of stability: MSE, after 400 full-batch GD steps at lr 4 (2/lr = 0.5)", build_edge_of_stability)
     )
+    if not quick:
+        problems.append(
+            (
+                "real data: all 1,797 scikit-learn digits, MLP 64-256-256-10 (85,002 parameters), cross-entropy, "
+                "after 100 full-batch SGD steps at lr 0.1",
+                build_digits,
+            )
+        )
     for label, make in problems:
         model, loss_fn, x, y = make()
         refs = reference(model, loss_fn, x, y, k=3)
@@ -282,10 +307,13 @@ def main(quick: bool) -> None:
             "",
         ]
         lines += table(rows, ref) + ["", summary(rows, oracle)]
+        matched = [r for r in rows if "accuracy-matched" in r[0]]
+        med = statistics.median
+        p_lm = med(r[1] for r in rows[0][2])
 
         # warm start: 5 more training steps, then cold vs warm from the previous Ritz vector
         previous = rows[0][2][-1][2].vectors
-        lr = 4.0 if "edge" in label else float(label.split("lr ")[1].split()[0])
+        lr = 4.0 if "edge" in label else float(label.split("at lr ")[1].split()[0].rstrip(","))
         sgd_steps(model, loss_fn, x, y, 5, lr=lr)
         ref_after = reference(model, loss_fn, x, y)[0]
         cold = [lmech_top(model, loss_fn, x, y)(s)[1] for s in range(repeats)]
@@ -296,7 +324,30 @@ def main(quick: bool) -> None:
             f"{'/'.join(map(str, cold))} HVPs, warm-started from the previous Ritz vector {warm.num_matvecs} HVPs "
             f"(rel. error {abs(float(warm.values[0]) - ref_after) / ref_after:.1e}).",
         ]
+        if matched:
+            p_ph = med(r[1] for r in matched[0][2])
+            overview.append(
+                f"| {label.split(':')[0]} | {(refs[0] - refs[1]) / refs[0]:.3f} | {p_ph:g} | {p_lm:g} | "
+                f"**{p_ph / p_lm:.1f}x** | {matched[0][1] / rows[0][1]:.1f}x | {p_ph / med(oracle):.1f}x | "
+                f"{warm.num_matvecs} ({p_ph / warm.num_matvecs:.1f}x) |"
+            )
 
+    lines[1:1] = [
+        "",
+        "Summary (medians; PyHessian at the loosest tol whose answers all reach 1e-3):",
+        "",
+        "| problem | (λ1-λ2)/λ1 | PyHessian products | lmech products | fewer products | faster in time "
+        "| oracle bound on any Lanczos stopping rule | lmech warm-started (vs PyHessian) |",
+        "|---|---|---|---|---|---|---|---|",
+        *overview,
+        "",
+        "Per product both pay the same cached double backward (table at the end), so the speed-up is the ratio "
+        "of products. Where the top eigenvalue is well separated, power iteration itself converges in a few "
+        "dozen products and no Krylov method from a random start can be 3x faster than it: the oracle column "
+        "is the fewest products any stopping rule on lmech's Krylov space could use. Where the top eigenvalues "
+        "bunch (the edge of stability, where sharpness is tracked) Lanczos' advantage grows, and along a "
+        "trajectory a warm start (which PyHessian has not) cuts the products again.",
+    ]
     model, loss_fn, x, y = _early(0.1)
     costs = per_product_costs(model, loss_fn, x, y, repeats)
     t_grad = costs["gradient"]
