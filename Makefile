@@ -1,9 +1,11 @@
 # The two commands of the README: `make run` (the quick law book) and `make test` (the whole suite).
 # Both build .venv from pyproject.toml, pinned by constraints.txt (torch==2.13.0 CPU build and the rest).
+# --no-compile: pip would byte-compile every module of every wheel (half of the install time); Python
+# compiles the modules actually imported, once, on first import.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-PIP     = $(BIN)/python -m pip --disable-pip-version-check -q
+PIP     = $(BIN)/python -m pip --disable-pip-version-check -q --no-compile
 STAMP   = $(VENV)/.installed
 
 .PHONY: run test bench lint venv clean
