@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-PIP     = $(BIN)/python -m pip --disable-pip-version-check -q --no-compile
+PIP     = $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP   = $(VENV)/.installed
 
 .PHONY: run test bench lint venv clean
@@ -15,8 +15,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned, so that nothing pulls a CUDA build of several GB.
-	$(PIP) install -c constraints.txt torch
-	$(PIP) install -c constraints.txt -e ".[dev,ray]"
+	$(PIP) install --no-compile -c constraints.txt torch
+	$(PIP) install --no-compile -c constraints.txt -e ".[dev,ray]"
 	touch $(STAMP)
 
 run: venv
@@ -26,7 +26,7 @@ test: venv
 	$(BIN)/python -m pytest -q
 
 bench: venv
-	$(PIP) install -c constraints.txt -e ".[bench]"
+	$(PIP) install --no-compile -c constraints.txt -e ".[bench]"
 	$(BIN)/python benchmarks/run_all.py
 
 lint: venv
