@@ -1,6 +1,6 @@
 """Cost of tracking sharpness along an edge-of-stability run (issue: edge of stability).
 
-The run: the quick digits setting of ``edge-of-stability`` (1,000 digits, 64-100-100-10 tanh MLP,
+The run: the quick digits setting of ``edge-of-stability`` (1,000 digits, 64-100-100-10 tanh MLP, float32,
 full-batch GD at η = 0.2, top-3 eigenvalues every 20 steps). Measured in one process, in turn:
 
 * bare training (no sharpness);
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import machine, record  # noqa: E402
-from lmech.experiments.edge_of_stability import EdgeOfStabilityConfig, _data, _model, half_mse  # noqa: E402
+from lmech.experiments.edge_of_stability import (  # noqa: E402
+    EdgeOfStability,
+    EdgeOfStabilityConfig,
+    _data,
+    _model,
+    half_mse,
+)
 from lmech.instruments.curvature import HessianOperator  # noqa: E402
 from lmech.instruments.sharpness import SharpnessTracker  # noqa: E402
 
@@ -70,7 +77,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.2)
     args = parser.parse_args()
     torch.set_num_threads(1)  # the experiment's setting (Experiment.threads = 1)
-    cfg = EdgeOfStabilityConfig(steps=args.steps)
+    cfg = replace(EdgeOfStability().quick_config(), steps=args.steps)
     results = {mode: run(cfg, args.lr, mode) for mode in ("bare", "warm", "plain-warm", "cold", "peer")}
     bare = results["bare"]["wall"]
     # Ritz values never exceed λ1 (Cauchy interlacing), so the largest value any method found at a
@@ -90,7 +97,7 @@ def main() -> None:
 
 Machine: {machine()}.
 
-Quick digits setting of `edge-of-stability` at η = {args.lr}: {cfg.steps} full-batch GD steps, top-{cfg.top_k}
+Quick digits setting of `edge-of-stability` ({cfg.dtype}) at η = {args.lr}: {cfg.steps} full-batch GD steps, top-{cfg.top_k}
 Hessian eigenvalues every {cfg.sharpness_every} steps ({len(warm['hvps'])} measurements), Lanczos tol
 {cfg.lanczos_tol}, cap {cfg.lanczos_max_iter} products. Bare run (no tracking): {bare:.1f} s.
 
