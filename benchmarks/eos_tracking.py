@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import machine, record  # noqa: E402
+from lmech.devices import resolve_dtype  # noqa: E402
 from lmech.experiments.edge_of_stability import (  # noqa: E402
     EdgeOfStability,
     EdgeOfStabilityConfig,
@@ -41,7 +42,7 @@ from lmech.instruments.sharpness import SharpnessTracker  # noqa: E402
 
 def run(cfg: EdgeOfStabilityConfig, lr: float, mode: str) -> dict:
     """Train ``cfg.steps`` steps; measure the top-k eigenvalues every ``sharpness_every`` steps by ``mode``."""
-    x, y = _data(cfg)
+    x, y = (t.to(resolve_dtype(cfg.dtype)) for t in _data(cfg))
     model = _model(cfg, x, y)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     tracker = SharpnessTracker(k=cfg.top_k, tol=cfg.lanczos_tol, max_iter=cfg.lanczos_max_iter,
