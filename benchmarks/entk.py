@@ -14,7 +14,6 @@ headline), and n = 64 with o = 10 outputs (the full (n, n, o, o) kernel; the pee
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ from torch.func import functional_call, jacrev, vmap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import machine, record  # noqa: E402
+from _timing import best_time  # noqa: E402
 from lmech.instruments.ntk import empirical_ntk  # noqa: E402
 
 
@@ -36,15 +36,6 @@ def tutorial_jacobian_contraction(model: nn.Module, x1: torch.Tensor, x2: torch.
     jac1 = [j.flatten(2) for j in vmap(jacrev(f_single), (None, 0))(params, x1).values()]
     jac2 = [j.flatten(2) for j in vmap(jacrev(f_single), (None, 0))(params, x2).values()]
     return torch.stack([torch.einsum("Naf,Mbf->NMab", a, b) for a, b in zip(jac1, jac2)]).sum(0)
-
-
-def best_time(fn, repeats: int) -> tuple[float, torch.Tensor]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def mlp(d_in: int, width: int, depth: int, d_out: int) -> nn.Module:

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from _record import machine, record
+from _timing import median_time
 from lmech.instruments.curvature import HessianOperator, _lanczos_iterations, _random_unit, _ritz, hessian_eigenvalues
 
 warnings.filterwarnings("ignore")  # PyHessian's backward(create_graph=True) warns on every call
@@ -172,14 +173,8 @@ def per_product_costs(model, loss_fn, x, y, repeats: int) -> dict[str, float]:
     n = sum(p.numel() for p in params)
     v = torch.randn(n)
 
-    def median(fn, k=repeats * 4):
-        fn()
-        ts = []
-        for _ in range(k):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-        return statistics.median(ts)
+    def median(fn):
+        return median_time(fn, repeats * 4)
 
     def gradient():
         torch.autograd.grad(loss_fn(model(x), y), params)

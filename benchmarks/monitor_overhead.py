@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from _record import machine, record
+from _timing import median_time
 from lmech.instruments.monitor import Monitor, sharpness_probe
 
 
@@ -101,17 +102,8 @@ def unit_costs(kind: str, repeats: int = 200) -> dict[str, float]:
     v = torch.randn(op.shape[0])
     op @ v
 
-    def timed(fn):
-        fn()
-        ts = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-        return statistics.median(ts)
-
-    costs = {"graph": timed(lambda: op._graph(xb, yb)), "hvp": timed(lambda: op @ v)}
-    costs["step"] = timed(step)  # last: the step changes the parameters under the cached graph
+    costs = {"graph": median_time(lambda: op._graph(xb, yb), repeats), "hvp": median_time(lambda: op @ v, repeats)}
+    costs["step"] = median_time(step, repeats)  # last: the step changes the parameters under the cached graph
     return costs
 
 

@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ from torch.func import functional_call, jacrev, vmap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import machine, record  # noqa: E402
+from _timing import best_time  # noqa: E402
 from lmech.models.mlp import mlp  # noqa: E402
 from lmech.theory.kernels import mlp_kernels  # noqa: E402
 
@@ -53,15 +53,6 @@ for _ in range(3):
 np.save(sys.argv[1], np.stack([np.asarray(k.nngp), np.asarray(k.ntk)]))
 print(json.dumps(dict(seconds=best, jax=jax.__version__)))
 """
-
-
-def best_time(fn, repeats: int):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def neural_tangents_peer(x: torch.Tensor) -> tuple[str, float | None, torch.Tensor | None]:
