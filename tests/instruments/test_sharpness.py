@@ -191,9 +191,9 @@ def test_predictor_step_is_the_displacement_weighted_by_its_consistency():
     a = torch.randn(40, 1, generator=gen, dtype=torch.float64)
     d = 0.05 * torch.randn(40, 1, generator=gen, dtype=torch.float64)
     tracker = SharpnessTracker(k=1)
-    tracker._trail, tracker._vectors = [a, a + d, a], a
+    tracker._trail = [a, a + d, a]
     assert torch.equal(tracker._start(), a)
-    tracker._trail, tracker._vectors = [a, -(a + d), a + 2 * d], a + 2 * d
+    tracker._trail = [a, -(a + d), a + 2 * d]
     assert torch.allclose(tracker._start(), a + 3 * d, atol=1e-12)
     tracker.predict = False
     assert torch.equal(tracker._start(), a + 2 * d)

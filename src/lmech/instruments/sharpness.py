@@ -150,8 +150,7 @@ class SharpnessTracker:
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[dict] = []
         self.total_hvps = 0
-        self._vectors: Tensor | None = None
-        self._trail: list[Tensor] = []  # the last three measurements' Ritz vectors, for the predictor
+        self._trail: list[Tensor] = []  # the last (up to three) measurements' Ritz vectors, newest last
         self._mode: bool | None = None
         self._checked: tuple | None = None  # the (model, loss_fn, inputs, targets) last validated
 
@@ -215,8 +214,7 @@ class SharpnessTracker:
             )
         if self._mode != pre:
             self._trail = []
-        self._vectors, self._mode = result.vectors.detach(), pre
-        self._trail = (self._trail + [self._vectors])[-3:]
+        self._trail, self._mode = (self._trail + [result.vectors.detach()])[-3:], pre
         self.total_hvps += result.num_matvecs
         record = {f"{p}lambda_{i + 1}": float(v) for i, v in enumerate(result.values)}
         if threshold is not None:
@@ -240,10 +238,10 @@ class SharpnessTracker:
         drift; along a noisy one (SGD, :math:`c \le 0`) it is the plain warm start :math:`u_t`. Only
         the start vector changes: the answer is still certified by the Lanczos stopping rule.
         """
-        if self._vectors is None:
+        if not self._trail:
             return None
         if not self.predict or len(self._trail) < 3:
-            return self._vectors
+            return self._trail[-1]
         oldest, older, last = self._trail
         # eigenvectors have no sign: align each column with its successor before differencing
         older = _aligned(older, last)
