@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml constraints.txt
 run: venv
 	$(BIN)/lmech check --quick
 
+# Two test processes (pytest-xdist): a law-book entry computed by one is shared with the other (tests/conftest.py).
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: venv
 	$(PIP) install --no-compile -c constraints.txt -e ".[bench]"

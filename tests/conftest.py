@@ -37,24 +37,76 @@ def subprocess_env() -> dict[str, str]:
 _QUICK_CACHE: dict = {}
 
 
+def _shared_dir(tmp_path_factory) -> Path:
+    """A folder shared by every pytest-xdist worker of this session (the session's base temp)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    path = shared / "lawbook-cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def computed(tmp_path_factory, key: str, compute_fn):
+    """``compute_fn()`` once per test session, shared by every xdist worker through a pickle on disk.
+
+    The first worker to need ``key`` computes it under an exclusive lock; the others wait for it and
+    read the pickle. A result that cannot be pickled is kept in this process only.
+    """
+    import fcntl
+    import hashlib
+    import pickle
+
+    if key in _QUICK_CACHE:
+        return _QUICK_CACHE[key]
+    name = hashlib.sha256(key.encode()).hexdigest()[:20]
+    folder = _shared_dir(tmp_path_factory)
+    data, lock = folder / f"{name}.pkl", folder / f"{name}.lock"
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            if data.exists():
+                value = pickle.loads(data.read_bytes())
+            else:
+                value = compute_fn()
+                try:
+                    payload = pickle.dumps(value)
+                except Exception:  # unpicklable extras: this process keeps it
+                    payload = None
+                if payload is not None:
+                    tmp = data.with_suffix(f".tmp-{os.getpid()}")
+                    tmp.write_bytes(payload)
+                    os.replace(tmp, data)
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    _QUICK_CACHE[key] = value
+    return value
+
+
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
-    """``quick_run(name, label=None)``: (prediction, measurement, verdicts, figures) of a law-book entry.
+    """``quick_run(name, label=None, seed=None)``: (prediction, measurement, verdicts, figures) of a law-book
+    entry (the first by default) at its own seed or at ``seed``.
 
-    Computed once per session and shared by the contract test and the laws' own tests, so the suite
-    runs each law's quick config once.
+    Computed once per session, also across pytest-xdist workers, and shared by the contract test and
+    the laws' own tests, so the suite runs each law-book entry once per seed.
     """
+    import dataclasses
+
     from lmech.experiments import get
     from lmech.experiments.runner import compute
 
-    def run(name: str, label: str | None = None):
+    def run(name: str, label: str | None = None, seed: int | None = None):
         exp = get(name)
         entries = exp.lawbook(quick=True)
         label = entries[0][0] if label is None else label
-        key = (name, label)
-        if key not in _QUICK_CACHE:
-            outdir = tmp_path_factory.mktemp(f"{name}-{label or 'quick'}")
-            _QUICK_CACHE[key] = compute(exp, dict(entries)[label], figures_dir=outdir)
-        return _QUICK_CACHE[key]
+        config = dict(entries)[label]
+        if seed is not None:
+            config = dataclasses.replace(config, seed=seed)
+
+        def work():
+            outdir = _shared_dir(tmp_path_factory) / f"figures-{name}-{label or 'quick'}-{config.seed}"
+            return compute(exp, config, figures_dir=outdir)
+
+        return computed(tmp_path_factory, f"entry|{name}|{label}|{config.seed}", work)
 
     return run

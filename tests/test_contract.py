@@ -1,9 +1,16 @@
 """Contract every registered experiment must satisfy (scikit-learn's shared-checks idea).
 
-For each law: its quick config (the law book's first entry) runs and gives well-formed verdicts and
-written figures; the same seed gives bit-identical measurement series and a different seed different
-ones (checked on the law's ``smoke_config``, a shortened quick config: determinism does not depend on
-run length).
+For each law:
+
+* identity: name, one-sentence law, citation, valid default/quick/smoke configs;
+* its law-book entries hold at seeds 0, 1 and 2 (every criterion ``holds``: neither violated nor
+  inconclusive), with well-formed verdicts and written figures;
+* **falsifiability**: every criterion it judges is named by at least one counterexample
+  (:class:`lmech.experiments.base.Counterexample`), and each counterexample, at seeds 0, 1 and 2,
+  makes its criteria come out violated (or inconclusive where it declares an unmet precondition);
+* determinism: the same seed gives bit-identical measurement series and a different seed different
+  ones (checked on the law's ``smoke_config``, a shortened quick config: determinism does not depend
+  on run length).
 """
 
 from __future__ import annotations
@@ -17,11 +24,26 @@ import pytest
 from lmech.config import to_dict, validate
 from lmech.experiments import get as get_experiment
 from lmech.experiments import names
-from lmech.experiments.base import is_timing
+from lmech.experiments.base import Counterexample, is_timing
 from lmech.experiments.runner import compute
 
 VERDICT_FIELDS = {"law", "statement", "citation", "key", "quantity", "predicted", "measured", "agreement",
-                  "tolerance", "holds", "details"}
+                  "tolerance", "holds", "status", "inconclusive", "details"}
+SEEDS = (0, 1, 2)
+
+
+def _entries() -> list[tuple[str, str]]:
+    return [(name, label) for name in names() for label, _ in get_experiment(name).lawbook(quick=True)]
+
+
+def _counterexamples() -> list[tuple[str, Counterexample]]:
+    return [(name, cx) for name in names() for cx in get_experiment(name).counterexamples()]
+
+
+def _id(value) -> str:
+    if isinstance(value, Counterexample):
+        return value.label
+    return str(value) if value != "" else "quick"
 
 
 @pytest.fixture(scope="module", params=names())
@@ -49,21 +71,30 @@ def test_identity(law):
     assert validate(exp.smoke_config()) == exp.smoke_config()
     assert to_dict(config)["seed"] == config.seed
     assert exp.lawbook(quick=True) and all(isinstance(c, exp.Config) for _, c in exp.lawbook(quick=True))
+    labels = [label for label, _ in exp.lawbook(quick=True)]
+    assert len(set(labels)) == len(labels), "law-book entries need distinct labels"
 
 
 def test_verdicts_well_formed(law):
     exp, (_, _, verdicts, _) = law
     assert verdicts
+    keys = [v.key for v in verdicts]
+    assert len(set(keys)) == len(keys), f"{exp.name}: two criteria share a key"
     for v in verdicts:
         d = v.to_dict()
         assert VERDICT_FIELDS <= set(d)
         assert d["law"] == exp.name and isinstance(d["holds"], bool)
         assert isinstance(d["agreement"], float)
+        assert d["status"] in ("holds", "violated", "inconclusive")
         tol = d["tolerance"]
         assert isinstance(tol, float) or (isinstance(tol, list) and len(tol) == 2 and tol[0] <= tol[1])
-        # holds is decided by the stated metric, not by hand
+        # holds is decided by the stated metric, not by hand; inconclusive carries its reason
         expected = (tol[0] <= d["agreement"] <= tol[1]) if isinstance(tol, list) else d["agreement"] <= tol
-        assert d["holds"] == (expected and not math.isnan(d["agreement"]))
+        expected = expected and not math.isnan(d["agreement"])
+        if d["status"] == "inconclusive":
+            assert d["inconclusive"] and not d["holds"]
+        else:
+            assert d["holds"] == expected and d["status"] == ("holds" if expected else "violated")
 
 
 def test_figures_written(law):
@@ -72,6 +103,64 @@ def test_figures_written(law):
     for path in figures:
         assert path.suffix == ".png" and path.stat().st_size > 5000
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name,label", _entries(), ids=_id)
+def test_lawbook_entry_holds(quick_run, name, label, seed):
+    """Each law-book entry holds at seeds 0, 1 and 2: no criterion violated, none left untested."""
+    _, measurement, verdicts, _ = quick_run(name, label, seed=seed)
+    assert measurement.diverged_at is None
+    bad = {v.key: (v.status, v.agreement, v.tolerance, v.inconclusive) for v in verdicts if v.status != "holds"}
+    assert not bad, f"{name} {label} seed {seed}: {bad}"
+
+
+@pytest.mark.parametrize("name", names())
+def test_every_criterion_has_a_counterexample(quick_run, name):
+    """A criterion that no counterexample can flip cannot fail: the law does not pass the contract."""
+    exp = get_experiment(name)
+    judged = {v.key for label, _ in exp.lawbook(quick=True) for v in quick_run(name, label)[2]}
+    named = {key for cx in exp.counterexamples() for key in cx.criteria if cx.expect == "violated"}
+    assert judged <= named, f"{name}: no counterexample for {sorted(judged - named)}"
+    unknown = {key for cx in exp.counterexamples() for key in cx.criteria} - judged
+    assert not unknown, f"{name}: counterexamples name criteria the law never judges: {sorted(unknown)}"
+    labels = [cx.label for cx in exp.counterexamples()]
+    assert len(set(labels)) == len(labels)
+    for cx in exp.counterexamples():
+        assert cx.why and (cx.config is None or isinstance(cx.config, exp.Config))
+        if cx.entry is not None:
+            assert cx.entry in dict(exp.lawbook(quick=True))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name,cx", _counterexamples(), ids=_id)
+def test_counterexample_flips_its_criteria(quick_run, tmp_path_factory, name, cx, seed):
+    """Where the theory says a criterion must be violated, the law says so (at seeds 0, 1 and 2)."""
+    from conftest import computed
+
+    exp = get_experiment(name)
+    if cx.config is not None:
+        config = dataclasses.replace(cx.config, seed=seed)
+        verdicts = computed(tmp_path_factory, f"counterexample|{name}|{cx.label}|{seed}",
+                            lambda: compute(exp, config)[2])
+    else:
+        entries = exp.lawbook(quick=True)
+        label = entries[0][0] if cx.entry is None else cx.entry
+        prediction, measurement, original, _ = quick_run(name, label, seed=seed)
+        config = dataclasses.replace(dict(entries)[label], seed=seed)
+        before = {k: (v.copy() if isinstance(v, pd.DataFrame) else v) for k, v in measurement.series.items()}
+        verdicts = list(exp.verdict(config, prediction, cx.perturb(config, prediction, measurement)))
+        # the perturbation works on a copy: the cached measurement is unchanged
+        for k, frame in measurement.series.items():
+            pd.testing.assert_frame_equal(frame, before[k])
+        assert [v.status for v in exp.verdict(config, prediction, measurement)] == [v.status for v in original]
+    by_key = {v.key: v for v in verdicts}
+    for key in cx.criteria:
+        assert key in by_key, f"{name} {cx.label}: criterion {key} was not judged"
+        v = by_key[key]
+        assert v.status == cx.expect, (f"{name} {cx.label} seed {seed}: {key} is {v.status} "
+                                       f"(agreement {v.agreement:g}, tolerance {v.tolerance}), expected "
+                                       f"{cx.expect}: {cx.why}")
 
 
 def _deterministic(frame: pd.DataFrame) -> pd.DataFrame:

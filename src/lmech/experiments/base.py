@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -27,6 +27,7 @@ import pandas as pd
 
 from lmech.config import spec
 from lmech.devices import resolve_device, resolve_dtype
+from lmech.verdicts import VERDICT_STATES, overall_status, verdict_status  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,11 @@ class Verdict:
     ``tolerance`` is a number (the law holds iff ``agreement <= tolerance``) or a pair ``(lo, hi)``
     (it holds iff ``lo <= agreement <= hi``). ``holds`` is computed here, never set by hand; a NaN
     agreement never holds.
+
+    ``inconclusive`` is the reason a precondition of the criterion was not met; the verdict's
+    ``status`` is then ``"inconclusive"`` whatever the agreement (and ``holds`` is False): a criterion
+    that was not tested neither holds nor is violated. Otherwise ``status`` is ``"holds"`` or
+    ``"violated"``.
     """
 
     law: str
@@ -115,7 +121,9 @@ class Verdict:
     agreement: float
     tolerance: float | tuple[float, float]
     details: dict[str, Any] = field(default_factory=dict)
+    inconclusive: str | None = None
     holds: bool = field(init=False)
+    status: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.agreement = float(self.agreement)
@@ -123,12 +131,18 @@ class Verdict:
         if isinstance(self.tolerance, (tuple, list)):
             lo, hi = map(float, self.tolerance)
             self.tolerance = (lo, hi)
-            self.holds = bool(lo <= self.agreement <= hi)
+            within = bool(lo <= self.agreement <= hi)
         else:
             self.tolerance = float(self.tolerance)
-            self.holds = bool(self.agreement <= self.tolerance)
+            within = bool(self.agreement <= self.tolerance)
         if math.isnan(self.agreement):
-            self.holds = False
+            within = False
+        if self.inconclusive:
+            self.inconclusive = str(self.inconclusive)
+            self.holds, self.status = False, "inconclusive"
+        else:
+            self.inconclusive = None
+            self.holds, self.status = within, ("holds" if within else "violated")
 
     @property
     def comparison(self) -> str:
@@ -141,6 +155,42 @@ class Verdict:
         out["tolerance"] = list(self.tolerance) if isinstance(self.tolerance, tuple) else self.tolerance
         out["details"] = _plain(self.details)
         return out
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    """A case in which the theory says the named criteria must come out ``expect`` (default violated).
+
+    Falsifiability is part of the experiment contract: every criterion a law judges is named by at
+    least one counterexample, and the shared contract test (``tests/test_contract.py``) checks, at
+    seeds 0, 1 and 2, that each counterexample's criteria come out as expected. Two kinds:
+
+    * ``config``: a config the law is run at (keep it cheap: it runs at every seed of the contract);
+    * ``perturb``: a controlled perturbation of a measurement. ``perturb(config, prediction,
+      measurement)`` returns a new measurement :class:`Result` (it must not modify its arguments),
+      which is judged by ``verdict`` against the unchanged prediction; the measurement is that of the
+      law-book entry ``entry`` (default: the first) at the seed under test.
+
+    ``expect="inconclusive"`` declares a case whose precondition is unmet (the criterion must then be
+    reported inconclusive, not judged). ``why`` says what the theory predicts there and why.
+    """
+
+    label: str
+    criteria: tuple[str, ...]
+    why: str
+    config: RunConfig | None = None
+    perturb: Callable[[RunConfig, Result, Result], Result] | None = None
+    entry: str | None = None
+    expect: str = "violated"
+
+    def __post_init__(self) -> None:
+        if (self.config is None) == (self.perturb is None):
+            raise ValueError(f"counterexample {self.label!r}: give exactly one of config= or perturb=")
+        if self.expect not in ("violated", "inconclusive"):
+            raise ValueError(f"counterexample {self.label!r}: expect must be 'violated' or 'inconclusive'")
+        if not self.criteria:
+            raise ValueError(f"counterexample {self.label!r}: name the criteria it must flip")
+        object.__setattr__(self, "criteria", tuple(self.criteria))
 
 
 class Experiment(ABC):
@@ -161,6 +211,14 @@ class Experiment(ABC):
     @abstractmethod
     def quick_config(self) -> RunConfig:
         """A config that runs in under a minute on 2 cores and still tests the law."""
+
+    def counterexamples(self) -> list[Counterexample]:
+        """Cases in which the theory says criteria must be violated (see :class:`Counterexample`).
+
+        Every criterion (verdict key) the law judges must be named by at least one of them: a law
+        whose verdicts cannot fail does not pass the contract.
+        """
+        return []
 
     def smoke_config(self) -> RunConfig:
         """A seconds-long config for the shared contract checks (determinism, seeds, figures).
@@ -198,8 +256,9 @@ class Experiment(ABC):
         """Draw prediction and measurement side by side; return the PNG paths written."""
 
     def make_verdict(self, key: str, quantity: str, predicted: Any, measured: Any, agreement: float,
-                     tolerance: float | tuple[float, float], **details: Any) -> Verdict:
-        """A :class:`Verdict` of this law."""
+                     tolerance: float | tuple[float, float], *, inconclusive: str | None = None,
+                     **details: Any) -> Verdict:
+        """A :class:`Verdict` of this law; ``inconclusive`` (a reason) when a precondition was not met."""
         return Verdict(law=self.name, statement=self.law, citation=self.citation, key=key, quantity=quantity,
                        predicted=predicted, measured=measured, agreement=agreement, tolerance=tolerance,
-                       details=details)
+                       details=details, inconclusive=inconclusive)

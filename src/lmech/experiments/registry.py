@@ -16,6 +16,11 @@ def register(cls: type[Experiment]) -> type[Experiment]:
     return cls
 
 
+def unregister(name: str) -> None:
+    """Remove the experiment ``name`` from the law book (tests that register a toy law clean up with it)."""
+    _REGISTRY.pop(name, None)
+
+
 def names() -> list[str]:
     """Every registered experiment name, in law-book order (registration order)."""
     return list(_REGISTRY)

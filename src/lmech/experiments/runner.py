@@ -35,6 +35,7 @@ from lmech.devices import describe_device, resolve_device
 from lmech.experiments.base import Experiment, NullProgress, Progress, Result, RunConfig, Verdict
 from lmech.store import RunHandle, RunStore, run_id
 from lmech.store import files as _files
+from lmech.verdicts import overall_status
 
 
 @dataclass
@@ -59,8 +60,15 @@ class RunOutcome:
 
     @property
     def holds(self) -> bool:
-        return self.status in ("done", "diverged") and bool(self.verdicts) and all(
-            v["holds"] for v in self.verdicts)
+        return self.verdict == "holds"
+
+    @property
+    def verdict(self) -> str:
+        """``holds``, ``violated`` or ``inconclusive`` (see :func:`~lmech.experiments.base.overall_status`);
+        ``failed`` for a crashed run, ``no verdict`` for a finished run without verdicts."""
+        if self.status not in ("done", "diverged"):
+            return "failed" if self.status == "failed" else self.status
+        return overall_status(self.verdicts) or "no verdict"
 
 
 @dataclass
@@ -117,6 +125,7 @@ def _summary(prediction: Result, measurement: Result, verdicts: list[Verdict]) -
     for v in verdicts:
         summary[v.key] = v.agreement
     summary["holds"] = all(v.holds for v in verdicts) if verdicts else None
+    summary["verdict"] = overall_status(verdicts)
     if measurement.diverged_at is not None:
         summary["diverged_at"] = measurement.diverged_at
     return summary

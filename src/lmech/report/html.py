@@ -17,6 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from lmech.store import RunRecord, RunStore
 from lmech.store.files import write_bytes
+from lmech.verdicts import verdict_status
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -31,13 +32,14 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def verdict_word(status: str, holds: bool | None) -> tuple[str, str]:
-    """The verdict text and CSS class of a run or criterion."""
+def verdict_word(status: str, state: str | None) -> tuple[str, str]:
+    """The verdict text and CSS class of a run (``status``) or criterion judged ``state`` (holds,
+    violated, inconclusive; None when there is no verdict)."""
     if status == "failed":
         return "failed", "other"
-    if holds is None:
+    if state is None:
         return "no verdict", "other"
-    return ("holds", "holds") if holds else ("violated", "violated")
+    return state, state
 
 
 def _tolerance(tol: Any) -> str:
@@ -48,14 +50,16 @@ def render(records: Sequence[RunRecord], store: str = "") -> str:
     """The law-book HTML for these runs."""
     env = Environment(loader=PackageLoader("lmech.report", "templates"), autoescape=select_autoescape(["html"]))
     table, runs = [], []
-    counts = {"holds": 0, "violated": 0, "other": 0}
+    counts = {"holds": 0, "violated": 0, "inconclusive": 0, "other": 0}
     for rec in records:
         anchor = f"run-{rec.run_id}"
-        run_word, run_css = verdict_word(rec.status, rec.holds)
+        run_word, run_css = verdict_word(rec.status, rec.verdict)
         verdicts = []
         for v in rec.verdicts:
-            word, css = verdict_word(rec.status, v["holds"])
+            word, css = verdict_word(rec.status, verdict_status(v))
             counts[css] += 1
+            if css == "inconclusive" and v.get("inconclusive"):
+                word = f"inconclusive: {v['inconclusive']}"
             row = {"quantity": v["quantity"], "predicted": fmt(v["predicted"]), "measured": fmt(v["measured"]),
                    "agreement": fmt(v["agreement"]), "tolerance": _tolerance(v["tolerance"]), "verdict": word,
                    "css": css}
@@ -78,8 +82,8 @@ def render(records: Sequence[RunRecord], store: str = "") -> str:
                                            "status": rec.status_info}, indent=2, default=str)})
     return env.get_template("lawbook.html").render(
         generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"), store=store, table=table, runs=runs,
-        verdict_count=counts["holds"] + counts["violated"], holds_count=counts["holds"],
-        violated_count=counts["violated"], other_count=counts["other"])
+        verdict_count=counts["holds"] + counts["violated"] + counts["inconclusive"], holds_count=counts["holds"],
+        violated_count=counts["violated"], inconclusive_count=counts["inconclusive"], other_count=counts["other"])
 
 
 def write_report(store: RunStore, out: Path | None = None, run_ids: Sequence[str] | None = None) -> Path:

@@ -37,6 +37,7 @@ from typing import Any
 import pandas as pd
 
 from lmech.store import files
+from lmech.verdicts import overall_status
 
 STATUSES = ("running", "done", "failed", "diverged")
 FINISHED = ("done", "diverged")
@@ -156,6 +157,11 @@ class RunRecord:
         if not self.verdicts:
             return None
         return all(v.get("holds") for v in self.verdicts)
+
+    @property
+    def verdict(self) -> str | None:
+        """``holds``, ``violated`` or ``inconclusive`` from the stored verdicts (None without any)."""
+        return overall_status(self.verdicts)
 
 
 class RunStore:

@@ -19,19 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
 from typing import Any
 
 from rich.markup import escape
 
+from lmech.cli.common import EXIT_FAILED, EXIT_OK, run_options
 from lmech.errors import BadInput
 
-EXIT_OK, EXIT_FAILED = 0, 3
 
-
-def add_sweep_command(sub: Any, common: argparse.ArgumentParser,
-                      run_options: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
+def add(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``sweep`` subcommand to the ``lmech`` parser (``sub``: its subparsers)."""
     s = sub.add_parser("sweep", parents=[common], help="run a law over a grid or random search of configs",
                        description="Run a law over a grid (or random search) of configs, on local processes "
@@ -218,8 +214,3 @@ def _print_summary(report, store, plot_path) -> None:
     if plot_path is not None:
         out.print(f"summary figure: {plot_path}")
 
-
-if __name__ == "__main__":  # pragma: no cover
-    from lmech.cli import main
-
-    sys.exit(main(["sweep", *sys.argv[1:]]))

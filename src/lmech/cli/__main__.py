@@ -1,0 +1,5 @@
+import sys
+
+from lmech.cli import main
+
+sys.exit(main())
