@@ -28,7 +28,7 @@ from lmech.experiments.base import Counterexample, is_timing
 from lmech.experiments.runner import compute
 
 VERDICT_FIELDS = {"law", "statement", "citation", "key", "quantity", "predicted", "measured", "agreement",
-                  "tolerance", "holds", "status", "inconclusive", "details"}
+                  "tolerance", "holds", "status", "inconclusive", "why", "details"}
 SEEDS = (0, 1, 2)
 
 
@@ -86,6 +86,7 @@ def test_verdicts_well_formed(law):
         assert d["law"] == exp.name and isinstance(d["holds"], bool)
         assert isinstance(d["agreement"], float)
         assert d["status"] in ("holds", "violated", "inconclusive")
+        assert len(d["why"]) >= 10, f"{exp.name} {d['key']}: state why the tolerance is what it is (why=...)"
         tol = d["tolerance"]
         assert isinstance(tol, float) or (isinstance(tol, list) and len(tol) == 2 and tol[0] <= tol[1])
         # holds is decided by the stated metric, not by hand; inconclusive carries its reason

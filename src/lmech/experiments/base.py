@@ -105,6 +105,9 @@ class Verdict:
     (it holds iff ``lo <= agreement <= hi``). ``holds`` is computed here, never set by hand; a NaN
     agreement never holds.
 
+    ``why`` justifies the tolerance (what sets it: the theory's finite-size error, the trials' standard
+    error, the paper's own reported agreement, ...); the report shows it beside the number.
+
     ``inconclusive`` is the reason a precondition of the criterion was not met; the verdict's
     ``status`` is then ``"inconclusive"`` whatever the agreement (and ``holds`` is False): a criterion
     that was not tested neither holds nor is violated. Otherwise ``status`` is ``"holds"`` or
@@ -122,6 +125,7 @@ class Verdict:
     tolerance: float | tuple[float, float]
     details: dict[str, Any] = field(default_factory=dict)
     inconclusive: str | None = None
+    why: str = ""
     holds: bool = field(init=False)
     status: str = field(init=False)
 
@@ -256,9 +260,10 @@ class Experiment(ABC):
         """Draw prediction and measurement side by side; return the PNG paths written."""
 
     def make_verdict(self, key: str, quantity: str, predicted: Any, measured: Any, agreement: float,
-                     tolerance: float | tuple[float, float], *, inconclusive: str | None = None,
+                     tolerance: float | tuple[float, float], *, why: str = "", inconclusive: str | None = None,
                      **details: Any) -> Verdict:
-        """A :class:`Verdict` of this law; ``inconclusive`` (a reason) when a precondition was not met."""
+        """A :class:`Verdict` of this law. ``why``: the reason for the tolerance (shown in the report);
+        ``inconclusive``: the reason, when a precondition of the criterion was not met."""
         return Verdict(law=self.name, statement=self.law, citation=self.citation, key=key, quantity=quantity,
                        predicted=predicted, measured=measured, agreement=agreement, tolerance=tolerance,
-                       details=details, inconclusive=inconclusive)
+                       details=details, inconclusive=inconclusive, why=why)
