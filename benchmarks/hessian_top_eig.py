@@ -44,7 +44,8 @@ from torch import nn
 
 from _record import machine, record
 from _timing import median_time
-from lmech.instruments.curvature import HessianOperator, _lanczos_iterations, _random_unit, _ritz, hessian_eigenvalues
+from lmech.instruments.curvature import HessianOperator, hessian_eigenvalues
+from lmech.instruments.curvature.krylov import _lanczos_iterations, _random_unit, _ritz
 
 warnings.filterwarnings("ignore")  # PyHessian's backward(create_graph=True) warns on every call
 
