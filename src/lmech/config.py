@@ -7,7 +7,14 @@ and what is allowed (scikit-learn's style); ``apply_overrides`` parses ``key=val
 command line against the field types. The same rules serve the CLI, sweeps and notebooks.
 
 Supported field types: ``int``, ``float``, ``str``, ``bool``, ``tuple[int, ...]``,
-``tuple[float, ...]`` and ``tuple[str, ...]``.
+``tuple[float, ...]`` and ``tuple[str, ...]``. Integers parse exactly (``9007199254740993`` stays itself,
+``1e3`` is 1000, ``2.5`` is refused), never through a float; ``-0`` and ``-0.0`` are ``0`` and ``0.0``, so
+one computation has one run id.
+
+Bounds on what one run may ask of the machine (a CPU with a few GiB to spare) are the constants below:
+every numeric field declares a ``max`` and every law's ``check()`` keeps the sizes its fields imply
+(parameters of a network, elements of one array, rows of a stored series, training steps) under them,
+so an impossible config is refused before any work, not after it has exhausted memory or time.
 """
 
 from __future__ import annotations
@@ -17,19 +24,39 @@ import json
 import math
 import typing
 from collections.abc import Iterable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from lmech.errors import BadInput
+
+#: A seed is a signed 64-bit integer (an int64 column of the runs table; derived seeds add small offsets
+#: and stay below torch's 2**64 limit).
+MAX_SEED = 2**63 - 1
+#: Entries of any tuple-valued field (widths, learning rates, sizes, ...).
+MAX_ITEMS = 64
+#: Training steps of one run (and of one segment of it); a step of the smallest model takes ~50 µs.
+MAX_STEPS = 10**7
+#: Hidden width of one layer.
+MAX_WIDTH = 2**16
+#: Parameters of one network: 2**27 = 134 M numbers, 1 GiB in float64 (gradients and optimizer state as much).
+MAX_PARAMETERS = 2**27
+#: Elements of one array a run builds (a kernel matrix, a Jacobian, Lanczos vectors): 1 GiB in float64.
+MAX_ELEMENTS = 2**27
+#: Rows of one stored series (Parquet; a pandas frame of a few columns: about 0.5 GiB at the bound).
+MAX_ROWS = 10**7
+#: Digits of an integer written on the command line (anything longer is beyond every bound above).
+_MAX_DIGITS = 100
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
 def spec(default: Any, help: str, *, choices: Iterable | None = None, min: float | None = None,
-         max: float | None = None, min_exclusive: bool = False) -> Any:
-    """A dataclass field with its validation rules (``help``, ``choices``, ``min``/``max``)."""
+         max: float | None = None, min_exclusive: bool = False, max_items: int = MAX_ITEMS) -> Any:
+    """A dataclass field with its validation rules (``help``, ``choices``, ``min``/``max``; for a tuple,
+    ``max_items`` entries at most)."""
     meta = {"help": help, "choices": tuple(choices) if choices is not None else None, "min": min,
-            "max": max, "min_exclusive": min_exclusive}
+            "max": max, "min_exclusive": min_exclusive, "max_items": max_items}
     if isinstance(default, (list, dict, set)):
         raise TypeError("config defaults must be immutable: use a tuple")
     return dataclasses.field(default=default, metadata=meta)
@@ -72,15 +99,43 @@ def _parse(tp: Any, text: str) -> Any:
             return False
         raise ValueError(text)
     if tp is int:
-        value = float(text)
-        if not value.is_integer():
-            raise ValueError(text)
-        return int(value)
+        return _parse_int(text)
     if tp is float:
-        return float(text)
+        return float(text) + 0.0  # -0.0 is 0.0
     if tp is str:
         return text
     raise TypeError(f"unsupported config field type {tp!r}")
+
+
+def _parse_int(text: str) -> int:
+    """An integer from its text, exactly: ``42``, ``-0``, ``1e3``, ``2.0`` (never through a float)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(text) from None
+    if not number.is_finite() or number.adjusted() > _MAX_DIGITS or number != number.to_integral_value():
+        raise ValueError(text)
+    return int(number)
+
+
+def check_budget(name: str, value: Any, amount: int | float, limit: int | float, what: str) -> None:
+    """Refuse ``name=value`` (:class:`BadInput`) when ``amount``, the size it implies, exceeds ``limit``.
+
+    ``what`` names the size (e.g. ``"parameters of the widest network (depth·width²)"``); the message gives
+    the amount and the bound, one of this module's constants.
+    """
+    if amount > limit:
+        raise BadInput(name, value, f"a value for which the {what} stay within {limit:,} (here {amount:,.4g})")
+
+
+def mlp_parameters(in_features: int, width: int, depth: int, out_features: int = 1) -> int:
+    """Parameters of an MLP with ``depth`` hidden layers of ``width`` (weights and biases), exactly:
+    in·w + (depth − 1)·w² + w·out + depth·w + out. The size a law's ``check()`` bounds by MAX_PARAMETERS."""
+    return in_features * width + (depth - 1) * width * width + width * out_features + depth * width + out_features
 
 
 def _check_type(name: str, tp: Any, value: Any) -> Any:
@@ -89,19 +144,26 @@ def _check_type(name: str, tp: Any, value: Any) -> Any:
         inner = typing.get_args(tp)[0]
         if not isinstance(value, (tuple, list)):
             raise BadInput(name, value, _type_name(tp))
+        if len(value) > MAX_ITEMS * 16:  # checked against the field's own max_items in validate
+            raise BadInput(name, f"<{len(value)} values>", f"at most {MAX_ITEMS} values")
         return tuple(_check_type(name, inner, v) for v in value)
     if tp is bool:
         if isinstance(value, bool):
             return value
         raise BadInput(name, value, "true or false")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadInput(name, value, "an integer")
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
             raise BadInput(name, value, "an integer")
         return int(value)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise BadInput(name, value, "a number")
-        return float(value)
+        try:
+            return float(value) + 0.0  # -0.0 is 0.0: one computation, one run id
+        except OverflowError:
+            raise BadInput(name, value, "a finite number") from None
     if tp is str:
         if not isinstance(value, str):
             raise BadInput(name, value, "a string")
@@ -121,6 +183,9 @@ def validate(config: Any) -> Any:
         value = _check_type(f.name, types[f.name], getattr(config, f.name))
         meta = f.metadata
         items = value if isinstance(value, tuple) else (value,)
+        if isinstance(value, tuple) and len(value) > meta.get("max_items", MAX_ITEMS):
+            raise BadInput(f.name, value if len(value) <= 8 else f"<{len(value)} values>",
+                           f"at most {meta.get('max_items', MAX_ITEMS)} values")
         for item in items:
             if isinstance(item, float) and not math.isfinite(item):
                 raise BadInput(f.name, value, "a finite number")
@@ -132,7 +197,7 @@ def validate(config: Any) -> Any:
                 raise BadInput(f.name, value, f"a value {rng}" + (f" and <= {hi}" if hi is not None else ""))
             if hi is not None and item > hi:
                 raise BadInput(f.name, value, f"a value <= {hi}" + (f" and >= {lo}" if lo is not None else ""))
-        if value != getattr(config, f.name) or type(value) is not type(getattr(config, f.name)):
+        if repr(value) != repr(getattr(config, f.name)) or type(value) is not type(getattr(config, f.name)):
             updates[f.name] = value
     if updates:
         config = dataclasses.replace(config, **updates)

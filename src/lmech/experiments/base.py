@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import pandas as pd
 
-from lmech.config import spec
+from lmech.config import MAX_SEED, spec
 from lmech.devices import resolve_device, resolve_dtype
 from lmech.verdicts import VERDICT_STATES, overall_status, verdict_status  # noqa: F401  (re-exported)
 
@@ -34,7 +34,7 @@ from lmech.verdicts import VERDICT_STATES, overall_status, verdict_status  # noq
 class RunConfig:
     """Fields every experiment config has: the seed and where to run."""
 
-    seed: int = spec(0, "seed from which everything random in the run derives", min=0)
+    seed: int = spec(0, "seed from which everything random in the run derives", min=0, max=MAX_SEED)
     device: str = spec("cpu", "torch device: cpu, cuda, cuda:N or mps")
 
     def check(self) -> None:

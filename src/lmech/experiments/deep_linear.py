@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lmech.config import spec
+from lmech.config import MAX_ELEMENTS, MAX_STEPS, check_budget, spec
 from lmech.data.synthetic import generator, linear_teacher, whitened_inputs
 from lmech.devices import resolve_device, resolve_dtype
 from lmech.errors import BadInput
@@ -35,25 +35,30 @@ from lmech.theory import deep_linear as theory
 class DeepLinearConfig(RunConfig):
     depth: int = spec(2, "number of weight layers L", min=2, max=8)
     singular_values: tuple[float, ...] = spec((3.0, 2.0, 1.0, 0.5), "teacher singular values s_i", min=0.0,
-                                              min_exclusive=True)
-    d_in: int = spec(8, "input dimension", min=1)
-    d_out: int = spec(6, "output dimension", min=1)
-    hidden: int = spec(16, "width of every hidden layer", min=1)
-    n_samples: int = spec(32, "number of training examples (>= d_in, inputs exactly whitened)", min=1)
-    init_scale: float = spec(1e-3, "initial mode strength u0 (product of the layer scales)", min=0.0,
-                             min_exclusive=True)
+                                              max=1e3, min_exclusive=True)
+    d_in: int = spec(8, "input dimension", min=1, max=2048)
+    d_out: int = spec(6, "output dimension", min=1, max=2048)
+    hidden: int = spec(16, "width of every hidden layer", min=1, max=2048)
+    n_samples: int = spec(32, "number of training examples (>= d_in, inputs exactly whitened)", min=1,
+                           max=2**16)
+    init_scale: float = spec(1e-3, "initial mode strength u0 (product of the layer scales)", min=1e-12,
+                             max=1.0)
     init: str = spec("decoupled", "initial condition: 'decoupled' (Saxe et al.'s aligned, balanced start) "
                      "or 'random' (i.i.d. Gaussian layers scaled so that u0 ~ init_scale)",
                      choices=("decoupled", "random"))
-    init_noise: float = spec(0.05, "relative Gaussian perturbation added to the decoupled start", min=0.0)
-    lr: float = spec(0.005, "learning rate η of full-batch gradient descent", min=0.0, min_exclusive=True)
+    init_noise: float = spec(0.05, "relative Gaussian perturbation added to the decoupled start", min=0.0,
+                             max=1.0)
+    lr: float = spec(0.005, "learning rate η of full-batch gradient descent", min=0.0, max=10.0,
+                     min_exclusive=True)
     loss_reduction: str = spec("mean", "loss over examples: 'mean' or 'sum'", choices=("mean", "sum"))
     loss_half: bool = spec(True, "loss is ½‖y − Wx‖² (true) or ‖y − Wx‖² (false)")
-    steps: int = spec(0, "number of GD steps; 0 = until t = horizon × the slowest predicted t½", min=0)
+    steps: int = spec(0, "number of GD steps; 0 = until t = horizon × the slowest predicted t½", min=0,
+                      max=MAX_STEPS)
     horizon: float = spec(2.0, "run length in units of the slowest predicted half-learning time (steps=0)",
-                          min=1.0)
+                          min=1.0, max=100.0)
     stage_init_scales: tuple[float, ...] = spec((1e-1, 1e-2, 1e-4), "init scales of the stage-like-learning "
-                                                "panel (extra runs); empty to skip", min=0.0, min_exclusive=True)
+                                                "panel (extra runs); empty to skip", min=1e-12, max=1.0,
+                                                max_items=8)
     dtype: str = spec("float64", "training dtype", choices=("float32", "float64"))
 
     def check(self) -> None:
@@ -75,6 +80,14 @@ class DeepLinearConfig(RunConfig):
         if c * self.lr * max(self.singular_values) > 0.5:
             raise BadInput("lr", self.lr, f"c·lr·s_max <= 0.5 for gradient descent to follow gradient flow "
                            f"(c = {c:g} for this loss convention): lr <= {0.5 / (c * max(self.singular_values)):g}")
+        check_budget("n_samples", self.n_samples, self.n_samples * self.d_in, MAX_ELEMENTS,
+                     "elements of the inputs (n_samples·d_in)")
+        if not self.steps:  # the run's length follows from the slowest half-learning time
+            for name, u0 in [("init_scale", self.init_scale)] + [("stage_init_scales", u) for u in
+                                                                 self.stage_init_scales]:
+                t_half = float(np.max(theory.half_learning_time(self.singular_values, u0, self.depth)))
+                check_budget("lr", self.lr, self.horizon * t_half / (c * self.lr), MAX_STEPS,
+                             f"GD steps to t = horizon·t½ (horizon={self.horizon:g}, {name}={u0:g})")
 
 
 @dataclass

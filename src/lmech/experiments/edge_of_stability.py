@@ -22,7 +22,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lmech.config import spec
+from lmech.config import (
+    MAX_ELEMENTS,
+    MAX_PARAMETERS,
+    MAX_ROWS,
+    MAX_STEPS,
+    MAX_WIDTH,
+    check_budget,
+    mlp_parameters,
+    spec,
+)
 from lmech.data.digits import digits
 from lmech.data.synthetic import chebyshev_regression
 from lmech.devices import resolve_device, resolve_dtype
@@ -54,17 +63,19 @@ def adam_threshold(lr: float, beta1: float) -> float:
 class _EoSBase(RunConfig):
     dataset: str = spec("digits", "'digits' (first n_samples scikit-learn digits, standardized, one-hot) or "
                         "'chebyshev' (T6 on n_samples points of [-1, 1])", choices=("digits", "chebyshev"))
-    n_samples: int = spec(1000, "training examples (full batch)", min=2)
-    width: int = spec(100, "width of each hidden layer", min=1)
-    depth: int = spec(2, "number of hidden layers", min=1)
+    n_samples: int = spec(1000, "training examples (full batch)", min=2, max=2**16)
+    width: int = spec(100, "width of each hidden layer", min=1, max=MAX_WIDTH)
+    depth: int = spec(2, "number of hidden layers", min=1, max=16)
     weight_std: float = spec(0.577, "standard parametrization: W ~ N(0, weight_std²/fan_in); 0.577 = 1/√3 matches "
                              "the variance of PyTorch's default nn.Linear init used by Cohen et al.", min=0.0,
-                             min_exclusive=True)
-    steps: int = spec(1000, "full-batch steps per run", min=10)
-    sharpness_every: int = spec(20, "steps between sharpness measurements (10-20 in Cohen et al.)", min=1)
-    top_k: int = spec(3, "top Hessian eigenvalues tracked (they bunch at the edge)", min=1)
-    lanczos_tol: float = spec(1e-3, "relative residual at which Lanczos stops", min=0.0, min_exclusive=True)
-    lanczos_max_iter: int = spec(100, "cap on Hessian-vector products per measurement", min=1)
+                             max=100.0, min_exclusive=True)
+    steps: int = spec(1000, "full-batch steps per run", min=10, max=MAX_STEPS)
+    sharpness_every: int = spec(20, "steps between sharpness measurements (10-20 in Cohen et al.)", min=1,
+                              max=MAX_STEPS)
+    top_k: int = spec(3, "top Hessian eigenvalues tracked (they bunch at the edge)", min=1, max=1000)
+    lanczos_tol: float = spec(1e-3, "relative residual at which Lanczos stops", min=0.0, max=1.0,
+                               min_exclusive=True)
+    lanczos_max_iter: int = spec(100, "cap on Hessian-vector products per measurement", min=1, max=10**4)
     onset_fraction: float = spec(0.95, "onset = first measurement with sharpness >= onset_fraction × threshold",
                                  min=0.5, max=1.0)
     dtype: str = spec("float64", "training dtype", choices=("float32", "float64"))
@@ -75,6 +86,19 @@ class _EoSBase(RunConfig):
             raise BadInput("n_samples", self.n_samples, "<= 1797 (scikit-learn digits)")
         if self.top_k > self.lanczos_max_iter:
             raise BadInput("lanczos_max_iter", self.lanczos_max_iter, f">= top_k = {self.top_k}")
+        d_in, d_out = (64, 10) if self.dataset == "digits" else (1, 1)
+        params = mlp_parameters(d_in, self.width, self.depth, d_out)
+        check_budget("width", self.width, params, MAX_PARAMETERS, "parameters of the network")
+        if self.top_k > params:
+            raise BadInput("top_k", self.top_k, f"<= the network's parameter count ({params})")
+        check_budget("lanczos_max_iter", self.lanczos_max_iter, self.lanczos_max_iter * params, MAX_ELEMENTS,
+                     "elements of the Lanczos basis (lanczos_max_iter·parameters)")
+        check_budget("width", self.width, self.n_samples * self.width, MAX_ELEMENTS,
+                     "elements of one layer's activations (n_samples·width)")
+
+    def check_rows(self, runs: int) -> None:
+        """``runs`` training runs of ``steps`` + 1 loss rows each stay within MAX_ROWS."""
+        check_budget("steps", self.steps, runs * (self.steps + 1), MAX_ROWS, "rows of the loss series (runs·(steps + 1))")
 
 
 def _data(cfg: _EoSBase) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,15 +178,15 @@ def _tag(frame: pd.DataFrame, **cols) -> pd.DataFrame:
 @dataclass(frozen=True)
 class EdgeOfStabilityConfig(_EoSBase):
     lrs: tuple[float, ...] = spec((0.2, 0.25, 0.3), "GD step sizes η (2/η a few times the initial sharpness)",
-                                  min=0.0, min_exclusive=True)
+                                  min=0.0, max=100.0, min_exclusive=True, max_items=16)
     control_lr: float = spec(0.02, "a small η whose 2/η is never reached: GD must track gradient flow", min=0.0,
-                             min_exclusive=True)
-    flow_rtol: float = spec(1e-7, "relative tolerance of the RK45 gradient-flow reference", min=0.0,
-                            min_exclusive=True)
+                             max=100.0, min_exclusive=True)
+    flow_rtol: float = spec(1e-7, "relative tolerance of the RK45 gradient-flow reference", min=1e-13,
+                            max=0.1)
     flow_tolerance: float = spec(0.02, "verdict: max relative gap between control GD and gradient-flow loss",
-                                 min=0.0, min_exclusive=True)
+                                 min=0.0, max=1.0, min_exclusive=True)
     sgd_batch_sizes: tuple[int, ...] = spec((), "mini-batch sizes of the reported (not judged) SGD runs at the "
-                                            "largest η", min=1)
+                                            "largest η", min=1, max=2**16, max_items=16)
 
     def check(self) -> None:
         super().check()
@@ -170,6 +194,7 @@ class EdgeOfStabilityConfig(_EoSBase):
             raise BadInput("lrs", self.lrs, "at least one step size")
         if self.control_lr >= min(self.lrs):
             raise BadInput("control_lr", self.control_lr, f"< min(lrs) = {min(self.lrs)}")
+        self.check_rows(len(self.lrs) + 1 + len(self.sgd_batch_sizes))
 
 
 @register
@@ -358,14 +383,21 @@ def _figure(config, prediction, measurement, path: Path, threshold_name: str, ti
 # -------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EdgeOfStabilityAdamConfig(_EoSBase):
-    steps: int = spec(800, "full-batch Adam steps per run", min=10)
-    lrs: tuple[float, ...] = spec((2e-3, 4e-3), "Adam learning rates η at β1 = beta1", min=0.0, min_exclusive=True)
+    steps: int = spec(800, "full-batch Adam steps per run", min=10, max=MAX_STEPS)
+    lrs: tuple[float, ...] = spec((2e-3, 4e-3), "Adam learning rates η at β1 = beta1", min=0.0, max=10.0,
+                                  min_exclusive=True, max_items=16)
     beta1: float = spec(0.9, "Adam's β1 for the main runs", min=0.0, max=0.999)
     alt_beta1: float = spec(0.5, "a second β1, to test the formula's β1 dependence (one run at alt_lr)", min=0.0,
                             max=0.999)
-    alt_lr: float = spec(2e-3, "learning rate of the alt_beta1 run", min=0.0, min_exclusive=True)
+    alt_lr: float = spec(2e-3, "learning rate of the alt_beta1 run", min=0.0, max=10.0, min_exclusive=True)
     tolerance: float = spec(0.1, "verdict: median preconditioned sharpness/threshold after onset in 1 ± tolerance",
-                            min=0.0, min_exclusive=True)
+                            min=0.0, max=1.0, min_exclusive=True)
+
+    def check(self) -> None:
+        super().check()
+        if not self.lrs:
+            raise BadInput("lrs", self.lrs, "at least one learning rate")
+        self.check_rows(len(self.lrs) + 1)
 
 
 @register

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lmech.config import spec
+from lmech.config import MAX_ELEMENTS, check_budget, spec
 from lmech.data.synthetic import generator, sphere_points
 from lmech.errors import BadInput
 from lmech.experiments.base import Experiment, NullProgress, Progress, Result, RunConfig
@@ -57,20 +57,26 @@ TAIL_MULTIPLICITY = 1e12
 
 @dataclass(frozen=True)
 class EigenlearningConfig(RunConfig):
-    in_features: int = spec(6, "ambient dimension d: inputs uniform on the sphere S^(d-1) of radius √d", min=2)
+    in_features: int = spec(6, "ambient dimension d: inputs uniform on the sphere S^(d-1) of radius √d "
+                           "(<= 128: beyond, the Gauss–Jacobi weight (1 − t²)^((d−3)/2) underflows)", min=2, max=128)
     kernel: str = spec("ntk", "the regression kernel: the analytic NTK or NNGP of the MLP", choices=("ntk", "nngp"))
     depth: int = spec(2, "hidden layers of the MLP whose kernel is used", min=1, max=8)
-    weight_std: float = spec(1.4142135623730951, "σ_w of every layer", min=0.0, min_exclusive=True)
-    bias_std: float = spec(0.1, "σ_b of every layer", min=0.0)
-    degrees: tuple[int, ...] = spec((1, 2, 3, 4), "spherical-harmonic degrees ℓ of the target", min=0)
-    powers: tuple[float, ...] = spec((1.0, 0.5, 0.25, 0.125), "target power c_ℓ² in each degree", min=0.0)
-    noise_var: float = spec(0.0, "label-noise variance σ²", min=0.0)
-    ridge: float = spec(0.0, "ridge δ (0: ridgeless interpolation)", min=0.0)
-    ns: tuple[int, ...] = spec((20, 40, 80, 160, 320, 640), "training-set sizes n (a decade or more)", min=1)
-    trials: int = spec(100, "training sets per n", min=1)
-    n_test: int = spec(2000, "fresh test points per trial", min=10)
-    max_degree: int = spec(150, "degrees resolved by Funk–Hecke; higher ones are the flat continuum", min=1)
-    quadrature_points: int = spec(4096, "Gauss–Jacobi nodes of the Funk–Hecke integrals", min=16)
+    weight_std: float = spec(1.4142135623730951, "σ_w of every layer", min=0.0, max=100.0, min_exclusive=True)
+    bias_std: float = spec(0.1, "σ_b of every layer", min=0.0, max=100.0)
+    degrees: tuple[int, ...] = spec((1, 2, 3, 4), "spherical-harmonic degrees ℓ of the target", min=0, max=4096,
+                                    max_items=16)
+    powers: tuple[float, ...] = spec((1.0, 0.5, 0.25, 0.125), "target power c_ℓ² in each degree", min=0.0, max=1e6,
+                                     max_items=16)
+    noise_var: float = spec(0.0, "label-noise variance σ²", min=0.0, max=1e6)
+    ridge: float = spec(0.0, "ridge δ (0: ridgeless interpolation)", min=0.0, max=1e6)
+    ns: tuple[int, ...] = spec((20, 40, 80, 160, 320, 640), "training-set sizes n (a decade or more)", min=1,
+                                max=2**13)
+    trials: int = spec(100, "training sets per n", min=1, max=10**4)
+    n_test: int = spec(2000, "fresh test points per trial", min=10, max=2**16)
+    max_degree: int = spec(150, "degrees resolved by Funk–Hecke; higher ones are the flat continuum", min=1,
+                            max=4096)
+    quadrature_points: int = spec(4096, "Gauss–Jacobi nodes of the Funk–Hecke integrals", min=16,
+                                   max=2**16)
 
     def check(self) -> None:
         super().check()
@@ -84,6 +90,14 @@ class EigenlearningConfig(RunConfig):
             raise BadInput("quadrature_points", self.quadrature_points, f"> max_degree = {self.max_degree}")
         if len(set(self.ns)) < 2:
             raise BadInput("ns", self.ns, "at least 2 distinct training-set sizes")
+        check_budget("n_test", self.n_test, self.n_test * max(self.ns), MAX_ELEMENTS,
+                     "elements of the test kernel (n_test·max(ns))")
+        check_budget("max_degree", self.max_degree, self.max_degree * self.quadrature_points, MAX_ELEMENTS,
+                     "Gegenbauer evaluations (max_degree·quadrature_points)")
+        # the multiplicity N(d, ℓ) ~ C(ℓ + d − 2, ℓ) of the highest degree must be a finite float
+        if math.comb(self.max_degree + self.in_features - 2, self.max_degree) > 1e300:
+            raise BadInput("max_degree", self.max_degree, f"a degree whose multiplicity on S^{self.in_features - 1} "
+                           "is a finite float (lower max_degree or in_features)")
 
 
 def _profile(cfg: EigenlearningConfig):

@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lmech.config import spec
+from lmech.config import MAX_ELEMENTS, MAX_PARAMETERS, MAX_STEPS, MAX_WIDTH, check_budget, mlp_parameters, spec
 from lmech.data.synthetic import RegressionTask, generator, sphere_regression
 from lmech.devices import resolve_device, resolve_dtype
 from lmech.errors import BadInput
@@ -74,28 +74,32 @@ HIDDEN_WEIGHT = "layers.0.weight"
 
 @dataclass(frozen=True)
 class LazyRichConfig(RunConfig):
-    widths: tuple[int, ...] = spec((256, 1024, 4096), "hidden widths h", min=1)
+    widths: tuple[int, ...] = spec((256, 1024, 4096), "hidden widths h", min=1, max=MAX_WIDTH, max_items=16)
     alpha_sqrt_h: tuple[float, ...] = spec((0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
-                                           "values β of α√h (α = β/√h for every width)", min=0.0, min_exclusive=True)
+                                           "values β of α√h (α = β/√h for every width)", min=0.0, max=1e6,
+                                           min_exclusive=True, max_items=32)
     activation: str = spec("erf", "hidden nonlinearity (smooth, with a closed-form kernel; module docstring)",
                            choices=tuple(ACTIVATIONS))
-    weight_std: float = spec(1.4142135623730951, "σ_w of both layers", min=0.0, min_exclusive=True)
-    bias_std: float = spec(0.1, "σ_b of both layers", min=0.0)
-    in_features: int = spec(8, "input dimension d (inputs on the sphere of radius √d)", min=2)
-    n_train: int = spec(48, "training inputs (full batch)", min=2)
-    n_test: int = spec(500, "test inputs", min=1)
-    loss_tol: float = spec(1e-3, "converged when the training MSE ≤ loss_tol · mean y²", min=0.0, min_exclusive=True)
-    max_steps: int = spec(20000, "step cap per run (a run that hits it is reported as not converged)", min=1)
+    weight_std: float = spec(1.4142135623730951, "σ_w of both layers", min=0.0, max=100.0, min_exclusive=True)
+    bias_std: float = spec(0.1, "σ_b of both layers", min=0.0, max=100.0)
+    in_features: int = spec(8, "input dimension d (inputs on the sphere of radius √d)", min=2, max=4096)
+    n_train: int = spec(48, "training inputs (full batch)", min=2, max=4096)
+    n_test: int = spec(500, "test inputs", min=1, max=2**16)
+    loss_tol: float = spec(1e-3, "converged when the training MSE ≤ loss_tol · mean y²", min=0.0, max=1.0,
+                             min_exclusive=True)
+    max_steps: int = spec(20000, "step cap per run (a run that hits it is reported as not converged)", min=1,
+                           max=MAX_STEPS)
     lr_fraction: float = spec(0.45, "η = lr_fraction · 2n/λ_max(eNTK)", min=0.0, max=1.0, min_exclusive=True)
-    lr_every: int = spec(10, "steps between re-readings of λ_max(eNTK)", min=1)
+    lr_every: int = spec(10, "steps between re-readings of λ_max(eNTK)", min=1, max=MAX_STEPS)
     collapse_tolerance: float = spec(0.1, "verdict: collapse metric of the weight change (module docstring)", min=0.0,
-                                     min_exclusive=True)
+                                     max=10.0, min_exclusive=True)
     kernel_collapse_max: float = spec(1.0, "the kernel-distance collapse is judged for α√h up to this value "
-                                      "(module docstring: beyond it S falls like 1/(α²h²))", min=0.0, min_exclusive=True)
+                                      "(module docstring: beyond it S falls like 1/(α²h²))", min=0.0, max=1e6,
+                                      min_exclusive=True)
     kernel_collapse_factor: float = spec(2.0, "verdict: widths' kernel distances at the same α√h within this factor",
-                                         min=1.0)
+                                         min=1.0, max=1e3)
     lazy_tolerance: float = spec(0.1, "verdict: relative test-MSE gap to NTK regression in the lazy corner",
-                                 min=0.0, min_exclusive=True)
+                                 min=0.0, max=10.0, min_exclusive=True)
     dtype: str = spec("float64", "training dtype", choices=("float32", "float64"))
 
     def check(self) -> None:
@@ -104,6 +108,10 @@ class LazyRichConfig(RunConfig):
             raise BadInput("widths", self.widths, "at least 2 distinct widths (a collapse compares widths)")
         if len(set(self.alpha_sqrt_h)) < 3:
             raise BadInput("alpha_sqrt_h", self.alpha_sqrt_h, "at least 3 distinct values")
+        params = mlp_parameters(self.in_features, max(self.widths), 1)
+        check_budget("widths", self.widths, params, MAX_PARAMETERS, "parameters of the widest network")
+        check_budget("widths", self.widths, max(self.n_train, self.n_test) * params, MAX_ELEMENTS,
+                     "elements of the widest network's per-example gradients (max(n_train, n_test)·parameters)")
 
 
 def _task(cfg: LazyRichConfig) -> RegressionTask:

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lmech.config import spec
+from lmech.config import MAX_PARAMETERS, MAX_ROWS, MAX_STEPS, MAX_WIDTH, check_budget, mlp_parameters, spec
 from lmech.data.synthetic import RegressionTask, generator, sphere_regression
 from lmech.devices import resolve_device, resolve_dtype
 from lmech.errors import BadInput
@@ -50,25 +50,30 @@ from lmech.theory.linearized import linearized_predictions, max_stable_lr
 class LinearizedTrainingConfig(RunConfig):
     widths: tuple[int, ...] = spec((128, 512, 2048), "hidden widths (every hidden layer); factors of 4 apart, the "
                                    "expected error ratio 1/2 per step stands well clear of the seed-to-seed scatter",
-                                   min=1)
-    seeds: int = spec(4, "networks per width", min=1)
+                                   min=1, max=MAX_WIDTH, max_items=16)
+    seeds: int = spec(4, "networks per width", min=1, max=1000)
     depth: int = spec(2, "number of hidden layers", min=1, max=6)
     activation: str = spec("relu", "hidden nonlinearity", choices=tuple(ACTIVATIONS))
-    weight_std: float = spec(1.4142135623730951, "σ_w of every layer", min=0.0, min_exclusive=True)
-    bias_std: float = spec(0.1, "σ_b of every layer", min=0.0)
-    in_features: int = spec(8, "input dimension d (inputs on the sphere of radius √d)", min=2)
-    n_train: int = spec(16, "training inputs (full batch)", min=1)
-    n_test: int = spec(32, "test inputs at which outputs are compared", min=1)
-    steps: int = spec(200, "full-batch GD steps", min=1)
+    weight_std: float = spec(1.4142135623730951, "σ_w of every layer", min=0.0, max=100.0, min_exclusive=True)
+    bias_std: float = spec(0.1, "σ_b of every layer", min=0.0, max=100.0)
+    in_features: int = spec(8, "input dimension d (inputs on the sphere of radius √d)", min=2, max=4096)
+    n_train: int = spec(16, "training inputs (full batch)", min=1, max=4096)
+    n_test: int = spec(32, "test inputs at which outputs are compared", min=1, max=4096)
+    steps: int = spec(200, "full-batch GD steps", min=1, max=MAX_STEPS)
     lr_fraction: float = spec(0.5, "learning rate as a fraction of the analytic kernel's stability limit 2n/λ_max",
                               min=0.0, max=1.0, min_exclusive=True)
-    tolerance: float = spec(0.1, "verdict: normalized RMSE at the widest width", min=0.0, min_exclusive=True)
+    tolerance: float = spec(0.1, "verdict: normalized RMSE at the widest width", min=0.0, max=10.0,
+                            min_exclusive=True)
     dtype: str = spec("float64", "training dtype", choices=("float32", "float64"))
 
     def check(self) -> None:
         super().check()
         if len(set(self.widths)) < 2:
             raise BadInput("widths", self.widths, "at least 2 distinct widths (the error must decrease with width)")
+        check_budget("widths", self.widths, mlp_parameters(self.in_features, max(self.widths), self.depth),
+                     MAX_PARAMETERS, "parameters of the widest network")
+        check_budget("steps", self.steps, len(self.widths) * self.seeds * (self.steps + 1) * self.n_test, MAX_ROWS,
+                     "rows of the test-output series (widths·seeds·(steps + 1)·n_test)")
 
 
 def _task(cfg: LinearizedTrainingConfig) -> RegressionTask:

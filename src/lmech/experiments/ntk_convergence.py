@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lmech.config import spec
+from lmech.config import MAX_ELEMENTS, MAX_PARAMETERS, MAX_WIDTH, check_budget, mlp_parameters, spec
 from lmech.data.synthetic import generator, sphere_points
 from lmech.devices import resolve_device, resolve_dtype
 from lmech.errors import BadInput
@@ -52,23 +52,28 @@ SLOPE_INTERVAL = (-0.6, -0.4)
 @dataclass(frozen=True)
 class NTKConvergenceConfig(RunConfig):
     widths: tuple[int, ...] = spec((64, 128, 256, 512, 1024, 2048, 4096), "hidden widths h (every hidden layer)",
-                                   min=1)
-    seeds: int = spec(12, "independent networks per width", min=1)
+                                   min=1, max=MAX_WIDTH, max_items=16)
+    seeds: int = spec(12, "independent networks per width", min=1, max=1000)
     depth: int = spec(2, "number of hidden layers", min=1, max=8)
     activation: str = spec("relu", "hidden nonlinearity", choices=tuple(ACTIVATIONS))
     weight_std: float = spec(1.4142135623730951, "σ_w of every layer (√2: He scaling for ReLU)", min=0.0,
-                             min_exclusive=True)
-    bias_std: float = spec(0.1, "σ_b of every layer", min=0.0)
-    in_features: int = spec(8, "input dimension d (inputs on the sphere of radius √d)", min=2)
-    n_points: int = spec(16, "inputs at which the kernels are compared", min=2)
-    circle_points: int = spec(64, "points along a great circle for the kernel-profile panel (0: skip)", min=0)
-    chunk_size: int = spec(0, "examples per eNTK block (0: one block)", min=0)
+                             max=100.0, min_exclusive=True)
+    bias_std: float = spec(0.1, "σ_b of every layer", min=0.0, max=100.0)
+    in_features: int = spec(8, "input dimension d (inputs on the sphere of radius √d)", min=2, max=4096)
+    n_points: int = spec(16, "inputs at which the kernels are compared", min=2, max=4096)
+    circle_points: int = spec(64, "points along a great circle for the kernel-profile panel (0: skip)", min=0,
+                               max=4096)
+    chunk_size: int = spec(0, "examples per eNTK block (0: one block)", min=0, max=4096)
     dtype: str = spec("float64", "dtype of the finite networks", choices=("float32", "float64"))
 
     def check(self) -> None:
         super().check()
         if len(set(self.widths)) < 3:
             raise BadInput("widths", self.widths, "at least 3 distinct widths (a slope is fitted)")
+        params = mlp_parameters(self.in_features, max(self.widths), self.depth)
+        check_budget("widths", self.widths, params, MAX_PARAMETERS, "parameters of the widest network")
+        check_budget("widths", self.widths, (self.n_points + self.circle_points) * max(self.widths) * self.depth,
+                     MAX_ELEMENTS, "elements of the eNTK's per-layer features ((n_points + circle_points)·width·depth)")
 
 
 def _network_seed(cfg: NTKConvergenceConfig, width: int, k: int) -> int:
