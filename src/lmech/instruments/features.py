@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from lmech.errors import BadInput
+from lmech.instruments._mode import eval_mode
 
 __all__ = [
     "relative_weight_change",
@@ -150,7 +151,7 @@ def _layer_outputs(model: nn.Module, x: Tensor, layers: list[str], strict: bool)
 
     handles = [modules[name].register_forward_hook(hook(name)) for name in layers]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             model(x)
     finally:
         for h in handles:
@@ -196,7 +197,8 @@ def capture_activations(
     """Outputs of named submodules on ``x``, captured by forward hooks (no gradients are kept).
 
     Args:
-        model: any module; it is run as is (call ``model.eval()`` first for dropout/batch-norm layers).
+        model: any module; it is evaluated in eval mode and each module's mode is restored (the
+            instruments' policy, :mod:`lmech.instruments._mode`).
         x: a batch ``(n, ...)``.
         layers: names from ``model.named_modules()`` (``""`` is the model itself). ``None``: every leaf
             submodule called exactly once per forward pass. A named layer must produce one tensor per

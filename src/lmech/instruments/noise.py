@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from lmech.errors import BadInput
+from lmech.instruments._mode import check_examples_independent, eval_mode
 from lmech.instruments._params import flatten, trainable_parameters
 from lmech.instruments.curvature import check_batch
 
@@ -100,21 +101,25 @@ def gradient_noise_scale(
     ``num_batches`` times, draw a batch of ``b_small`` and one of ``b_big`` examples uniformly
     *with replacement* (so that :math:`\mathbb{E}|G_B|^2 = |G|^2 + \operatorname{tr}\Sigma/B`
     holds exactly for the empirical distribution) and apply :func:`noise_scale_from_norms`.
-    ``loss_fn`` must average over examples. The model's mode is left as it is (dropout noise is
-    then part of :math:`\Sigma`); indices are drawn from ``generator``, not the global RNG.
+    ``loss_fn`` must average over examples. The model is evaluated in eval mode and its modes are
+    restored (the instruments' policy, :mod:`lmech.instruments._mode`: :math:`\Sigma` is the spread
+    of the data's gradients, not of dropout masks); indices are drawn from ``generator``, not the
+    global RNG.
     """
     b_small, b_big = _check_sizes(b_small, b_big)
     if isinstance(num_batches, bool) or not isinstance(num_batches, (int, np.integer)) or num_batches < 1:
         raise BadInput("num_batches", num_batches, "an integer >= 1")
     params = trainable_parameters(model)
-    check_batch(model, loss_fn, inputs, targets)
-    n = inputs.shape[0]
-    small, big = [], []
-    for _ in range(num_batches):
-        for size, out in ((b_small, small), (b_big, big)):
-            idx = torch.randint(0, n, (size,), generator=generator).to(inputs.device)
-            g = _grad(model, loss_fn, params, inputs[idx], targets[idx])
-            out.append(float(torch.dot(g, g)))
+    check_examples_independent(model, "the gradient noise scale")
+    with eval_mode(model):
+        check_batch(model, loss_fn, inputs, targets)
+        n = inputs.shape[0]
+        small, big = [], []
+        for _ in range(num_batches):
+            for size, out in ((b_small, small), (b_big, big)):
+                idx = torch.randint(0, n, (size,), generator=generator).to(inputs.device)
+                g = _grad(model, loss_fn, params, inputs[idx], targets[idx])
+                out.append(float(torch.dot(g, g)))
     return noise_scale_from_norms(small, big, b_small, b_big)
 
 
@@ -124,13 +129,16 @@ def exact_noise_scale(
     r"""The exact :math:`B_\text{simple}` of the empirical distribution, from per-example gradients.
 
     :math:`G = \frac1N\sum_n g_n`, :math:`\operatorname{tr}\Sigma = \frac1N\sum_n |g_n - G|^2`
-    (McCandlish et al. 2018, Sec. 2.2); costs one gradient per example (small problems only).
+    (McCandlish et al. 2018, Sec. 2.2); costs one gradient per example (small problems only). The
+    model is evaluated in eval mode, its modes restored.
     """
     params = trainable_parameters(model)
-    check_batch(model, loss_fn, inputs, targets)
-    per_example = torch.stack(
-        [_grad(model, loss_fn, params, inputs[i : i + 1], targets[i : i + 1]) for i in range(inputs.shape[0])]
-    ).double()
+    check_examples_independent(model, "per-example gradients")
+    with eval_mode(model):
+        check_batch(model, loss_fn, inputs, targets)
+        per_example = torch.stack(
+            [_grad(model, loss_fn, params, inputs[i : i + 1], targets[i : i + 1]) for i in range(inputs.shape[0])]
+        ).double()
     mean = per_example.mean(0)
     grad_sq = float(mean @ mean)
     trace_sigma = float(((per_example - mean) ** 2).sum(1).mean())

@@ -35,16 +35,25 @@ Three methods compute it (all give the same numbers up to round-off):
   ``(batch, features)`` input) fall back to the Jacobian contraction; a model with no such layer is
   handled entirely by the Jacobian path.
 
-All methods assume that the model treats examples independently (no batch statistics in training
-mode, no attention across the batch): ``f(X)[i]`` depends only on ``X[i]``.
+All methods assume that the model treats examples independently (no attention across the batch):
+``f(X)[i]`` depends only on ``X[i]``. The model is evaluated in eval mode and each module's mode is
+restored afterwards (the instruments' one policy, :mod:`lmech.instruments._mode`): the kernel of a
+network with dropout or batch norm is that of the function it computes in eval mode (batch norm
+with its running statistics). A batch norm without running statistics couples examples even in
+eval mode and is refused with an error naming it.
 
 ``chunk_size`` bounds the memory: the kernel is assembled block by block over the :math:`n_1 \times n_2`
 grid, and no intermediate (Jacobian, activation) ever holds more than ``chunk_size`` examples.
+``x1`` and ``x2`` may also be DataLoaders (any re-iterable of batches, :mod:`lmech.instruments._batches`):
+the kernel is then the Gram matrix over all their examples in the loader's order, built block by block
+over pairs of batches, so that memory holds two batches (split further by ``chunk_size``) besides
+the kernel itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -52,6 +61,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 from lmech.errors import BadInput
+from lmech.instruments._batches import Examples, is_loader
+from lmech.instruments._mode import check_examples_independent, eval_mode
 from lmech.models.mlp import DenseLayer
 
 __all__ = [
@@ -96,6 +107,32 @@ def _check_inputs(x1: Any, x2: Any) -> tuple[Tensor, Tensor | None]:
     return x1, x2
 
 
+def _sources(x1: Any, x2: Any, chunk_size: int | None, device: torch.device) -> tuple[Examples, Examples | None]:
+    """``x1`` and ``x2`` (tensors or DataLoaders) as blocks of at most ``chunk_size`` examples."""
+    if not is_loader(x1) and not is_loader(x2):
+        x1, x2 = _check_inputs(x1, x2)
+    src1 = Examples(x1, chunk_size=chunk_size, with_targets=False, device=device, name="x1")
+    if x2 is None:
+        return src1, None
+    src2 = Examples(x2, chunk_size=chunk_size, with_targets=False, device=device, name="x2")
+    if src2.example_shape != src1.example_shape:
+        raise BadInput("x2", f"examples of shape {src2.example_shape}", f"the per-example shape of x1, {src1.example_shape}")
+    return src1, src2
+
+
+@contextlib.contextmanager
+def _deterministic(model: nn.Module) -> Iterator[None]:
+    """Turn torch.func's refusal of a random operation (in eval mode) into an error naming the fix."""
+    try:
+        yield
+    except RuntimeError as err:
+        if "random operation" not in str(err):
+            raise
+        raise BadInput("model", type(model).__name__, "a model whose forward is deterministic in eval mode: it "
+                       "called a random operation (dropout-like noise that ignores model.eval()); make that "
+                       "module honour self.training") from None
+
+
 def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise BadInput(name, value, "one of " + ", ".join(repr(a) for a in allowed))
@@ -138,12 +175,19 @@ def _empty_kernel(n1: int, n2: int, o: int, mode: str, like: Tensor) -> Tensor:
     return torch.zeros(shape, dtype=like.dtype, device=like.device)
 
 
+def _positions(examples: Examples) -> Iterator[tuple[slice, Tensor]]:
+    """The blocks of ``examples`` with the rows of the kernel they fill."""
+    start = 0
+    for x, _ in examples:
+        yield slice(start, start + x.shape[0]), x
+        start += x.shape[0]
+
+
 def _assemble(
-    x1: Tensor,
-    x2: Tensor | None,
+    x1: Examples,
+    x2: Examples | None,
     o: int,
     mode: str,
-    chunk_size: int | None,
     features: Callable[[Tensor], Any],
     contract: Callable[[Any, Any, str], Tensor],
     like: Tensor,
@@ -155,14 +199,13 @@ def _assemble(
     """
     symmetric = x2 is None
     x2_ = x1 if symmetric else x2
-    rows, cols = _blocks(x1.shape[0], chunk_size), _blocks(x2_.shape[0], chunk_size)
-    K = _empty_kernel(x1.shape[0], x2_.shape[0], o, mode, like)
-    for bi, I in enumerate(rows):
-        fi = features(x1[I])
-        for bj, J in enumerate(cols):
+    K = _empty_kernel(len(x1), len(x2_), o, mode, like)
+    for bi, (I, xi) in enumerate(_positions(x1)):
+        fi = features(xi)
+        for bj, (J, xj) in enumerate(_positions(x2_)):
             if symmetric and bj < bi:
                 continue
-            fj = fi if (symmetric and bj == bi) else features(x2_[J])
+            fj = fi if (symmetric and bj == bi) else features(xj)
             block = contract(fi, fj, mode)
             K[I, J] = block
             if symmetric and bj != bi:
@@ -215,14 +258,17 @@ class NTKOperator:
     ``i * o + a``, so ``to_dense()`` equals
     ``empirical_ntk(model, x1, x2).permute(0, 2, 1, 3).reshape(n1*o, n2*o)``.
     ``v`` may be a vector ``(n2*o,)`` or a matrix ``(n2*o, k)`` (the ``k`` products are vmapped).
-    Parameters are read when the operator is built; later training does not change it.
+    Parameters are read when the operator is built; later training does not change it. The model
+    is evaluated in eval mode (each module's mode restored after every product).
     """
 
     def __init__(self, model: nn.Module, x1: Tensor, x2: Tensor | None = None):
         self._params = _named_trainable(model)
         x1, x2 = _check_inputs(x1, x2)
+        check_examples_independent(model, "the empirical NTK")
         self.model, self.x1, self.x2 = model, x1, (x1 if x2 is None else x2)
-        self.num_outputs = _output_dim(model, x1)
+        with eval_mode(model):
+            self.num_outputs = _output_dim(model, x1)
         self.shape = (x1.shape[0] * self.num_outputs, self.x2.shape[0] * self.num_outputs)
 
     def _f(self, x: Tensor) -> Callable[[dict[str, Tensor]], Tensor]:
@@ -237,10 +283,11 @@ class NTKOperator:
             )
         vec = v.ndim == 1
         V = (v.unsqueeze(1) if vec else v).T.reshape(-1, self.x2.shape[0], self.num_outputs)
-        _, vjp_fn = vjp(self._f(self.x2), self._params)
-        U = vmap(vjp_fn)(V)[0]  # J2^T v for each of the k columns, a dict of (k, *p.shape)
-        f1 = self._f(self.x1)
-        KV = vmap(lambda u: jvp(f1, (self._params,), (u,))[1])(U)  # (k, n1, o)
+        with eval_mode(self.model), _deterministic(self.model):
+            _, vjp_fn = vjp(self._f(self.x2), self._params)
+            U = vmap(vjp_fn)(V)[0]  # J2^T v for each of the k columns, a dict of (k, *p.shape)
+            f1 = self._f(self.x1)
+            KV = vmap(lambda u: jvp(f1, (self._params,), (u,))[1])(U)  # (k, n1, o)
         out = KV.reshape(KV.shape[0], -1).T
         return out[:, 0] if vec else out
 
@@ -411,8 +458,11 @@ def empirical_ntk(
 
     Args:
         model: any module mapping a batch ``(n, ...)`` to outputs ``(n, ...)``; the ``o`` outputs per
-            example are its flattened output. Examples must be processed independently.
-        x1, x2: inputs ``(n1, ...)`` and ``(n2, ...)`` with the same per-example shape.
+            example are its flattened output. Examples must be processed independently. It is
+            evaluated in eval mode; each module's mode is restored on return.
+        x1, x2: inputs ``(n1, ...)`` and ``(n2, ...)`` with the same per-example shape, or DataLoaders
+            (re-iterables of batches ``(inputs, ...)`` or of input tensors, the same examples on every
+            pass): the kernel over all their examples, in order.
         mode: ``"full"`` -> ``(n1, n2, o, o)``; ``"trace"`` -> :math:`\sum_a K^{aa}`, ``(n1, n2)``;
             ``"diagonal"`` -> :math:`K^{aa}`, ``(n1, n2, o)``. With one output every mode gives ``(n1, n2)``.
         method: ``"jacobian"`` (per-example Jacobian contraction), ``"ntvp"`` (NTK-vector products),
@@ -426,31 +476,22 @@ def empirical_ntk(
         The kernel in the dtype and device of the model's parameters.
     """
     params = _named_trainable(model)
-    x1, x2 = _check_inputs(x1, x2)
     _check_choice("mode", mode, MODES)
     _check_choice("method", method, METHODS)
     _check_chunk(chunk_size)
-    o = _output_dim(model, x1)
     like = next(iter(params.values()))
-
-    if method == "jacobian":
-        K = _assemble(
-            x1,
-            x2,
-            o,
-            mode,
-            chunk_size,
-            lambda x: _per_example_jacobians(model, params, x),
-            _contract_jacobians,
-            like,
-        )
-    elif method == "ntvp":
-        K = _assemble(
-            x1, x2, o, mode, chunk_size, lambda x: x, lambda a, b, m: _ntvp_block(model, a, b, o, m), like
-        )
-    else:
-        lin = _LinearFeatures(model, params, o)
-        K = _assemble(x1, x2, o, mode, chunk_size, lin, lin.contract, like)
+    src1, src2 = _sources(x1, x2, chunk_size, like.device)
+    check_examples_independent(model, "the empirical NTK")
+    with eval_mode(model), _deterministic(model):
+        o = _output_dim(model, src1.first()[0])
+        if method == "jacobian":
+            features: Callable[[Tensor], Any] = lambda x: _per_example_jacobians(model, params, x)  # noqa: E731
+            K = _assemble(src1, src2, o, mode, features, _contract_jacobians, like)
+        elif method == "ntvp":
+            K = _assemble(src1, src2, o, mode, lambda x: x, lambda a, b, m: _ntvp_block(model, a, b, o, m), like)
+        else:
+            lin = _LinearFeatures(model, params, o)
+            K = _assemble(src1, src2, o, mode, lin, lin.contract, like)
     if o == 1 and mode != "trace":
         K = K.reshape(K.shape[0], K.shape[1])
     return K
@@ -475,7 +516,8 @@ class LinearizedModel:
     ``lin(x, params)`` evaluates the linearization at ``params`` (a mapping name -> tensor covering
     the trainable parameters; missing names are taken at :math:`\theta_0`), and ``lin(x)`` at the
     model's *current* parameters. The output is differentiable with respect to ``params``, so the
-    linearized model can itself be trained.
+    linearized model can itself be trained. The model is evaluated in eval mode (its modes restored),
+    so the linearization is that of the deterministic network.
     """
 
     def __init__(self, model: nn.Module):
@@ -499,7 +541,8 @@ class LinearizedModel:
         delta = {
             k: (params[k] - p0 if k in params else torch.zeros_like(p0)) for k, p0 in self.params0.items()
         }
-        f0, jdelta = jvp(lambda p: functional_call(self.model, p, (x,)), (self.params0,), (delta,))
+        with eval_mode(self.model), _deterministic(self.model):
+            f0, jdelta = jvp(lambda p: functional_call(self.model, p, (x,)), (self.params0,), (delta,))
         return f0 + jdelta
 
 

@@ -403,7 +403,7 @@ def compare(
     ``"mutual_knn"``, ``"procrustes"`` (angular distance), ``"svcca"``).
 
     Args:
-        model_a, model_b: any modules (run as they are: call ``.eval()`` first if needed); may be the same.
+        model_a, model_b: any modules (evaluated in eval mode, their modes restored); may be the same.
         data: a tensor ``(n, ...)`` of inputs or an iterable of batches (a tensor, or a tuple/list whose
             first element is the input, e.g. from a DataLoader).
         layers: names of submodules of ``model_a`` (``None``: its leaf modules); also used for
