@@ -17,12 +17,12 @@ from collections.abc import Sequence
 
 from rich.markup import escape
 
-from lmech.cli import check, list_laws, report, run, runs, sweep
+from lmech.cli import check, fit, list_laws, report, run, runs, sweep
 from lmech.cli.common import EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_INTERRUPTED, common_parser, err
 from lmech.errors import BadInput
 
 #: Command modules in the order ``lmech --help`` lists them.
-COMMANDS = (list_laws, run, check, sweep, runs, report)
+COMMANDS = (list_laws, run, check, sweep, runs, report, fit)
 
 
 def parser() -> argparse.ArgumentParser:
