@@ -50,7 +50,13 @@ def test_store_roundtrip_table_and_query(tmp_path):
     assert not (tmp_path / "lab" / ".partial" / "toy").exists() or not any((tmp_path / "lab" / ".partial" / "toy").iterdir())
 
 
-def test_unfinished_run_is_invisible_and_rerun_replaces_it(tmp_path):
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_unfinished_run_is_invisible_and_a_dead_attempt_is_removed_on_the_next_start(tmp_path):
     store = RunStore(tmp_path / "lab")
     handle = store.begin("toy", {"seed": 5, "width": 8}, {})
     handle.append("train", {"step": 0, "loss": 1.0})
@@ -58,9 +64,14 @@ def test_unfinished_run_is_invisible_and_rerun_replaces_it(tmp_path):
     assert store.runs() == [] and store.get(handle.run_id) is None  # a running run never lists as finished
     assert [r["run_id"] for r in store.running()] == [handle.run_id]
     assert not store.is_finished("toy", handle.run_id)
-    rid = _finish_run(store, 5)  # a new attempt discards the leftover and completes
+    rid = _finish_run(store, 5)  # a second attempt completes in its own folder, beside the live first one
     assert rid == handle.run_id and store.is_finished("toy", rid)
-    assert store.running() == []
+    assert [r["run_id"] for r in store.running()] == [rid]  # the first attempt's process (this one) lives
+    # the first attempt's process dies (its folder now names a dead pid): the next start removes it
+    dead = handle.path.with_name(f"{rid}.{_dead_pid()}.0000")
+    handle.path.rename(dead)
+    assert RunStore(tmp_path / "lab").recover()["removed"] == 1
+    assert store.running() == [] and store.is_finished("toy", rid)
 
 
 def test_failed_run_keeps_traceback_and_is_replaced_by_success(tmp_path):

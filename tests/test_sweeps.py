@@ -92,7 +92,7 @@ BAD_SPECS = [
     (["--grid", "lr=lin:1:0:5"], ["lr", "a < b", "reversed"]),  # reversed range
     (["--grid", "lr=lin:0.5:0.5:3"], ["lr", "empty"]),  # empty range
     (["--grid", "lr=log:0:1:3"], ["lr", "0 < a"]),  # non-positive log range
-    (["--grid", "lr=log:1e-3:1e-1:0"], ["lr", "n >= 1"]),
+    (["--grid", "lr=log:1e-3:1e-1:0"], ["lr", "1 <= n"]),
     (["--grid", "lr=log:1e-3:1e-1:2.5"], ["lr", "whole number"]),
     (["--grid", "lr=lin:0.1:0.5"], ["lr", "lin:a:b:n"]),
     (["--grid", "crash=lin:1:2:3"], ["crash", "not a number field"]),

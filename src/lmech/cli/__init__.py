@@ -12,14 +12,39 @@ precondition was not met; ``lmech check`` counts it as 1); 5 the store could not
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
+import _signal  # the C module: importing `signal` itself takes long enough to be interrupted
+import os
+import sys
 
-from rich.markup import escape
 
-from lmech.cli import check, fit, list_laws, report, run, runs, sweep
-from lmech.cli.common import EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_INTERRUPTED, common_parser, err
-from lmech.errors import BadInput
+def _interrupted_at_start(signum, frame):  # noqa: ARG001  (a signal handler's signature)
+    """Ctrl-C while the ``lmech`` command starts (its imports take a second): exit 130 quietly, as later."""
+    raise SystemExit(130)
+
+
+# Only when this process is the command (the console script or python -m lmech.cli), never for a library user.
+if (os.path.basename(sys.argv[0] if sys.argv else "") in ("lmech", "-m", "__main__.py")
+        and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler):
+    try:
+        _signal.signal(_signal.SIGINT, _interrupted_at_start)
+    except ValueError:  # not the main thread
+        pass
+
+import argparse  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+from rich.markup import escape  # noqa: E402
+
+from lmech.cli import check, fit, list_laws, report, run, runs, sweep  # noqa: E402
+from lmech.cli.common import (  # noqa: E402
+    EXIT_BAD_INPUT,
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_STORAGE,
+    common_parser,
+    err,
+)
+from lmech.errors import BadInput  # noqa: E402
 
 #: Command modules in the order ``lmech --help`` lists them.
 COMMANDS = (list_laws, run, check, sweep, runs, report, fit)
@@ -37,8 +62,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     try:
+        if _signal.getsignal(_signal.SIGINT) is _interrupted_at_start:
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)  # from here on, Ctrl-C is caught below
+        args = parser().parse_args(argv)
         return args.func(args)
     except BadInput as exc:
         err.print("[red]error:[/]", escape(str(exc)))  # the message verbatim (no markup, no :emoji:)
@@ -46,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: finished runs are stored; rerun to resume")
         return EXIT_INTERRUPTED
+    except OSError as exc:  # the store (or an output path) could not be read or written: read-only, full, a file
+        err.print("[red]storage error:[/]", escape(str(exc)))
+        return EXIT_STORAGE
 
 
 __all__ = ["COMMANDS", "main", "parser"]

@@ -69,7 +69,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             executor = LocalExecutor(min(workers, len(pending)))
             for run in executor.run(Task(entries[i][0].name, to_dict(entries[i][2]), entries[i][1])
                                     for i in pending):
-                finished(tasks[run.run_id], run.outcome(store_run(store, run)))
+                finished(tasks[run.run_id], run.outcome(store_run(store, run, force=args.force)))
         else:
             for i in pending:
                 exp, label, config = entries[i]

@@ -200,31 +200,37 @@ def compute_run(experiment: Experiment, config: RunConfig, *, label: str | None 
     return run
 
 
-def store_run(store: RunStore, run: ComputedRun, handle: RunHandle | None = None) -> Path:
+def store_run(store: RunStore, run: ComputedRun, handle: RunHandle | None = None, *, force: bool = False) -> Path:
     """Write ``run`` into ``store`` and return its final folder.
 
     ``handle`` is a run already begun (``store.begin``) for this run id; without one the run is
-    begun here. Series go to Parquet, summary and verdicts to JSON, figures to ``figures/``; the
-    status (with the computing process's start time and duration, the diverged step or the
-    traceback) is written last and the folder moved into place atomically.
+    begun here (``force``: it replaces a finished run already in place). Series go to Parquet, summary
+    and verdicts to JSON, figures to ``figures/``; the status (with the computing process's start time
+    and duration, the diverged step or the traceback), then the checksum manifest are written last and
+    the folder moved into place atomically. A write error (disk full, read-only store) removes the
+    attempt and raises :class:`~lmech.store.StoreError`.
     """
     if run.status not in ("done", "diverged", "failed"):
         raise ValueError(f"only a finished run can be stored, not one with status {run.status!r}")
     if handle is None:
-        handle = store.begin(run.experiment, run.config, run.meta)
+        handle = store.begin(run.experiment, run.config, run.meta, force=force)
     elif handle.run_id != run.run_id:
         raise ValueError(f"handle is for run {handle.run_id}, not {run.run_id}")
     timing = {"started": run.started, "duration_s": run.duration_s}
     if run.status == "failed":
         return handle.finish("failed", error=run.error, traceback=run.traceback, **timing)
-    for name, frame in run.measurement.series.items():
-        handle.write_series(name, frame, "series")
-    for name, frame in run.prediction.series.items():
-        handle.write_series(name, frame, "prediction")
-    handle.write_json("summary.json", run.summary)
-    handle.write_json("verdict.json", run.verdicts)
-    for name, data in run.figures.items():
-        _files.write_bytes(handle.figures_dir / name, data)
+    try:
+        for name, frame in run.measurement.series.items():
+            handle.write_series(name, frame, "series")
+        for name, frame in run.prediction.series.items():
+            handle.write_series(name, frame, "prediction")
+        handle.write_json("summary.json", run.summary)
+        handle.write_json("verdict.json", run.verdicts)
+        for name, data in run.figures.items():
+            _files.write_bytes(handle.figures_dir / name, data)
+    except OSError as exc:
+        handle.abandon()
+        raise store._error("write", exc) from exc
     return handle.finish(run.status, diverged_at=run.diverged_at, **timing)
 
 
@@ -234,22 +240,29 @@ def execute(experiment: Experiment, config: RunConfig, *, store: RunStore | None
     """Run ``experiment`` at ``config`` (validated first) and record it in ``store``.
 
     A crash inside the experiment is recorded as a ``failed`` run with its traceback (re-raised if
-    ``reraise``); a NaN/inf loss is a ``diverged`` run, a result like any other. Ctrl-C leaves the
-    partial run behind in ``.partial`` (invisible to listings) and propagates.
+    ``reraise``); a NaN/inf loss is a ``diverged`` run, a result like any other. Ctrl-C removes the
+    attempt's folder in ``.partial`` and propagates (a SIGKILL leaves it, invisible to listings, until
+    the next start removes it). With ``force`` the new run replaces a finished one in place.
     """
     config = validate(config)
     resolve_device(config.device)
     cfg = to_dict(config)
     rid = run_id(experiment.name, cfg)
     label = experiment.label(config) if label is None else label
-    if store is not None and not force and store.is_finished(experiment.name, rid):
-        rec = store.get(rid)
+    rec = store.read(experiment.name, rid, full=True) if store is not None and not force else None
+    if rec is not None and rec.finished:  # a damaged or failed run is recomputed
         return RunOutcome(experiment.name, rid, rec.meta.get("label", label), rec.status, cfg,
                           verdicts=rec.verdicts, summary=rec.summary, figures=rec.figures(), path=rec.path,
                           cached=True, duration_s=rec.status_info.get("duration_s", 0.0))
 
-    handle = store.begin(experiment.name, cfg, run_meta(experiment, config, label)) if store is not None else None
-    run = compute_run(experiment, config, label=label, progress=progress)
+    handle = (store.begin(experiment.name, cfg, run_meta(experiment, config, label), force=force)
+              if store is not None else None)
+    try:
+        run = compute_run(experiment, config, label=label, progress=progress)
+    except BaseException:  # Ctrl-C: this attempt's folder goes (the next start would remove it anyway)
+        if handle is not None:
+            handle.abandon()
+        raise
     if handle is not None:
         outcome = run.outcome(store_run(store, run, handle))
     else:  # no store: the figures still land on disk, in a temporary folder

@@ -4,6 +4,18 @@
 DuckDB SQL over it as a table named ``runs``.
 """
 
-from lmech.store.runstore import FINISHED, STATUSES, RunHandle, RunRecord, RunStore, default_root, run_id
+from lmech.store.runstore import (
+    DAMAGED,
+    FINISHED,
+    STATUSES,
+    RunHandle,
+    RunRecord,
+    RunStore,
+    StoreError,
+    default_root,
+    load_run,
+    run_id,
+)
 
-__all__ = ["FINISHED", "STATUSES", "RunHandle", "RunRecord", "RunStore", "default_root", "run_id"]
+__all__ = ["DAMAGED", "FINISHED", "STATUSES", "RunHandle", "RunRecord", "RunStore", "StoreError", "default_root", "load_run",
+           "run_id"]

@@ -17,11 +17,23 @@ store: a cluster needs no shared file system.
 Extra experiments (e.g. a lab's own laws) are made known to workers by listing their modules in the
 environment variable ``LMECH_PLUGINS`` (comma-separated module names, imported by the driver and by
 every worker before any run).
+
+No orphans: a local worker watches its driver (a ``pidfd`` on Linux, else polling its pid) and kills
+itself when the driver is gone, and on Linux asks the kernel for SIGKILL when its parent (the fork
+server) dies (``prctl(PR_SET_PDEATHSIG)``); the fork server exits when the driver's end of its pipe
+closes, and the resource tracker when its last writer is gone. So a SIGKILLed ``lmech sweep`` or
+``check --workers N`` leaves no process holding memory or the driver's stdout (``lmech sweep | tee``
+ends).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import signal
+import sys
+import threading
 import time
 import traceback as _traceback
 from collections import deque
@@ -35,6 +47,8 @@ from lmech.errors import BadInput
 from lmech.experiments.runner import ComputedRun
 
 PLUGINS_ENV = "LMECH_PLUGINS"
+#: Worker processes one executor may start: 4 per core, at least 64.
+MAX_WORKERS = max(64, 4 * (os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -65,18 +79,62 @@ def load_plugins(modules: str | None = None) -> list[str]:
             importlib.import_module(name)
         except ImportError as exc:
             raise BadInput(PLUGINS_ENV, name, f"an importable module ({exc})") from None
+        except Exception as exc:  # the module itself is broken: name it, without a traceback
+            raise BadInput(PLUGINS_ENV, name, f"a module that imports cleanly (importing it raised "
+                           f"{type(exc).__name__}: {exc})") from None
     return names
 
 
-def worker_init(plugins: str = "", threads: int = 1, ignore_sigint: bool = False) -> None:
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _wait_for_exit(pid: int) -> None:
+    """Block until process ``pid`` has ended (a pidfd where the OS has one, else polling), then kill this one."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        _die()
+    except (AttributeError, OSError):  # no pidfd (not Linux >= 5.3): poll the pid
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            except PermissionError:
+                pass
+    else:
+        select.select([fd], [], [])  # readable once the process has exited
+    _die()
+
+
+def watch_driver(pid: int | None) -> None:
+    """End this worker process as soon as its driver ``pid`` ends: a killed driver leaves no orphan.
+
+    A daemon thread waits for the driver's exit; on Linux the kernel also sends SIGKILL when this
+    process's parent dies (``prctl(PR_SET_PDEATHSIG)``: the fork server, or the driver under spawn).
+    """
+    if not pid or pid == os.getpid():
+        return
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    threading.Thread(target=_wait_for_exit, args=(pid,), name="lmech-driver-watch", daemon=True).start()
+
+
+def worker_init(plugins: str = "", threads: int = 1, ignore_sigint: bool = False, driver: int | None = None) -> None:
     """Prepare a worker process: one torch thread (intra- and inter-op) and one BLAS thread (threadpoolctl,
-    where installed), lmech and plugins imported.
+    where installed), lmech and plugins imported; with ``driver`` (its pid) it ends when the driver does.
 
     Local workers ignore Ctrl-C (``ignore_sigint``): the driver receives it and stops them itself.
     """
+    watch_driver(driver)
     if ignore_sigint:
-        import signal
-
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
@@ -139,7 +197,8 @@ def _context() -> Any:
 
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["lmech.experiments", "lmech.report.plotting", "lmech.sweeps.executors"])
+        ctx.set_forkserver_preload(["lmech.sweeps._quiet", "lmech.experiments", "lmech.report.plotting",
+                                    "lmech.sweeps.executors"])
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -153,13 +212,20 @@ class LocalExecutor:
         workers = default_workers() if workers is None else workers
         if not isinstance(workers, int) or workers < 1:
             raise BadInput("--workers", workers, "a number of worker processes >= 1")
+        if workers > MAX_WORKERS:
+            raise BadInput("--workers", workers, f"at most {MAX_WORKERS} worker processes (4 per core, at least 64)")
         self.workers, self.max_tasks_per_child, self.threads = workers, max_tasks_per_child, threads
         self.restarts = 0
+        self._draining = False
+
+    def stop_submitting(self) -> None:
+        """Start no new task; the runs in flight still finish and are yielded (e.g. the store became full)."""
+        self._draining = True
 
     def _pool(self, size: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=size, mp_context=_context(),
                                    initializer=worker_init,
-                                   initargs=(os.environ.get(PLUGINS_ENV, ""), self.threads, True),
+                                   initargs=(os.environ.get(PLUGINS_ENV, ""), self.threads, True, os.getpid()),
                                    max_tasks_per_child=self.max_tasks_per_child)
 
     @staticmethod
@@ -181,10 +247,12 @@ class LocalExecutor:
         pool = self._pool(min(self.workers, len(queue)))
         inflight: dict[Future, tuple[Task, bool]] = {}
         try:
-            while queue or suspects or inflight:
+            while ((queue or suspects) and not self._draining) or inflight:
                 broken = False
                 try:
-                    if suspects:
+                    if self._draining:
+                        pass
+                    elif suspects:
                         if not inflight:
                             inflight[pool.submit(run_task, suspects[0])] = (suspects[0], True)
                             suspects.popleft()
@@ -241,8 +309,16 @@ class RayExecutor:
             raise BadInput("--workers", workers, "a number of worker processes >= 1")
         if address:
             _check_reachable(address)
+        if workers is not None and workers > MAX_WORKERS:
+            raise BadInput("--workers", workers, f"at most {MAX_WORKERS} worker processes (4 per core, at least 64)")
         self.address, self.workers, self.threads, self.max_retries = address, workers, threads, max_retries
+        self.start_timeout = float(os.environ.get("LMECH_RAY_START_TIMEOUT", 120))
         self._started = False
+        self._draining = False
+
+    def stop_submitting(self) -> None:
+        """Cancel the tasks not yet finished where Ray can (pending ones); results already computed are still yielded."""
+        self._draining = True
 
     def start(self) -> bool:
         """Join the cluster (or start a local instance) unless Ray is already initialized; True if it
@@ -259,14 +335,23 @@ class RayExecutor:
         import ray
 
         env = {"env_vars": {PLUGINS_ENV: os.environ.get(PLUGINS_ENV, ""), "OMP_NUM_THREADS": str(self.threads)}}
+        if not self.address:
+            check_loopback()
         try:
-            if self.address:
-                ray.init(address=self.address, runtime_env=env, log_to_driver=False)
-            else:
-                ray.init(num_cpus=self.workers or default_workers(), include_dashboard=False, runtime_env=env,
-                         log_to_driver=False)
+            with deadline(self.start_timeout, "--executor", "ray", "a Ray instance that starts within "
+                          f"{self.start_timeout:g} s (ray.init has not returned: is networking available? "
+                          "try --executor local)"):
+                if self.address:
+                    ray.init(address=self.address, runtime_env=env, log_to_driver=False)
+                else:
+                    ray.init(num_cpus=self.workers or default_workers(), include_dashboard=False, runtime_env=env,
+                             log_to_driver=False)
         except ConnectionError as exc:
             raise BadInput("--ray-address", self.address, f"the address of a running Ray cluster ({exc})") from None
+        except BadInput:
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            raise
 
     def run(self, tasks: Iterable[Task]) -> Iterator[ComputedRun]:
         """Submit every task to Ray; yield each ComputedRun as it completes (``ray.wait``)."""
@@ -278,13 +363,20 @@ class RayExecutor:
         started_here = self.start()
         remote = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=False)(_ray_task)
         refs = {remote.remote(t): t for t in tasks}
+        cancelled = False
         try:
             while refs:
+                if self._draining and not cancelled:
+                    for ref in refs:
+                        ray.cancel(ref, force=False)  # pending tasks never start; running ones finish
+                    cancelled = True
                 ready, _ = ray.wait(list(refs), num_returns=1)
                 for ref in ready:
                     task = refs.pop(ref)
                     try:
                         yield ray.get(ref)
+                    except ray.exceptions.TaskCancelledError:
+                        continue
                     except Exception as exc:  # the worker or its node died more often than Ray retries
                         yield failed_run(task, exc)
         finally:
@@ -293,6 +385,46 @@ class RayExecutor:
             if started_here:
                 ray.shutdown()
                 self._started = False
+
+
+def check_loopback(timeout: float = 5.0) -> None:
+    """A local Ray instance talks to itself over 127.0.0.1: check that loopback networking works, or
+    BadInput at once (Ray itself would wait silently for minutes)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+            socket.create_connection(server.getsockname(), timeout=timeout).close()
+    except OSError as exc:
+        raise BadInput("--executor", "ray", f"a machine where a local Ray instance can start: loopback networking "
+                       f"(127.0.0.1) does not work here ({exc}); use --executor local") from None
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, name: str, value: Any, expected: str) -> Iterator[None]:
+    """Raise BadInput(name, value, expected) if the block runs longer than ``seconds`` (SIGALRM: main
+    thread on POSIX; elsewhere the block runs unbounded)."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    class Expired(BaseException):  # not an Exception: no handler inside the block swallows it
+        pass
+
+    def expired(signum, frame):  # noqa: ARG001
+        raise Expired
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except Expired:
+        raise BadInput(name, value, expected) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -329,5 +461,5 @@ def make_executor(kind: str, workers: int | None = None, ray_address: str | None
     raise BadInput("--executor", kind, "local or ray")
 
 
-__all__ = ["LocalExecutor", "RayExecutor", "Task", "default_workers", "failed_run", "load_plugins", "make_executor",
-           "run_task", "worker_init"]
+__all__ = ["MAX_WORKERS", "LocalExecutor", "RayExecutor", "Task", "check_loopback", "deadline", "default_workers",
+           "failed_run", "load_plugins", "make_executor", "run_task", "watch_driver", "worker_init"]

@@ -67,7 +67,11 @@ def load(path: str | Path) -> dict[str, Any]:
         except ImportError:
             raise BadInput("--file", str(path), "Python >= 3.11 (tomllib) or the tomli package") from None
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadInput("--file", str(path), f"a UTF-8 text file (byte {exc.start} is not UTF-8)") from None
+    except OSError as exc:
+        raise BadInput("--file", str(path), f"a readable file ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise BadInput("--file", str(path), f"valid TOML ({exc})") from None
     unknown = sorted(set(data) - KEYS)

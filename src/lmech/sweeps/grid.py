@@ -14,7 +14,9 @@ rounded values (duplicates dropped). Generated floats are rounded to 12 signific
 the values, and so the run ids, are the same on every machine.
 
 Every value is parsed against the field's declared type (:func:`lmech.config.parse_value`); a bad
-spec raises :class:`~lmech.errors.BadInput` naming the flag, the key and the problem.
+spec raises :class:`~lmech.errors.BadInput` naming the flag, the key and the problem. A sweep holds at
+most :data:`MAX_RUNS` runs: an axis, a number of seeds or of random points beyond it is refused before
+any value is generated.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from lmech.config import field_types, parse_value
 from lmech.errors import BadInput
 
 SCALES = ("list", "lin", "log")
+#: Runs of one sweep (each a folder in the store; its configs are all built and validated up front).
+MAX_RUNS = 100_000
 
 
 @dataclass(frozen=True)
@@ -121,9 +125,9 @@ def parse_axis(cls: type, text: str, flag: str = "--grid") -> Axis:
             n = float(parts[2])
         except ValueError:
             n = float("nan")
-        if not (n.is_integer() and n >= 1):
-            raise BadInput(f"{flag} {key}", body, f"{head}:a:b:n with a whole number n >= 1 of values "
-                           f"(got n={parts[2]})")
+        if not (n.is_integer() and 1 <= n <= MAX_RUNS):
+            raise BadInput(f"{flag} {key}", body, f"{head}:a:b:n with a whole number 1 <= n <= {MAX_RUNS:,} of "
+                           f"values (got n={parts[2]})")
         raw = np.linspace(a, b, int(n)) if head == "lin" else np.geomspace(a, b, int(n))
         if head == "log":  # the endpoints exactly as written
             raw[0], raw[-1] = a, b

@@ -14,21 +14,23 @@ The sweep id is a hash of its set of run ids; the spec and its run ids are store
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmech.config import apply_overrides, to_dict
+from lmech.config import MAX_SEED, apply_overrides, to_dict
 from lmech.errors import BadInput
 from lmech.experiments.base import RunConfig
 from lmech.experiments.runner import ComputedRun, store_run
-from lmech.store import RunStore, files, run_id
-from lmech.sweeps.grid import Axis, Range, parse_axis, parse_range, sample
+from lmech.store import RunStore, StoreError, files, run_id
+from lmech.sweeps.grid import MAX_RUNS, Axis, Range, parse_axis, parse_range, sample
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,12 @@ def plan(spec: SweepSpec) -> Sweep:
     head = {k: v for k, v in (("seed", spec.seed), ("device", spec.device)) if v is not None}
     base = apply_overrides(apply_overrides(base, head), list(spec.overrides))
     cls = type(base)
-    if spec.random < 0:
-        raise BadInput("--random", spec.random, "a number of random points >= 0")
-    if spec.seeds < 0:
-        raise BadInput("--seeds", spec.seeds, "a number of seeds >= 0")
+    if not 0 <= spec.random <= MAX_RUNS:
+        raise BadInput("--random", spec.random, f"a number of random points from 0 to {MAX_RUNS:,}")
+    if not 0 <= spec.seeds <= MAX_RUNS:
+        raise BadInput("--seeds", spec.seeds, f"a number of seeds from 0 to {MAX_RUNS:,}")
+    if not 0 <= spec.sweep_seed <= MAX_SEED:
+        raise BadInput("--sweep-seed", spec.sweep_seed, f"a seed from 0 to {MAX_SEED}")
     if spec.ranges and spec.random == 0:
         raise BadInput("--range", spec.ranges[0], "--random N > 0 as well (how many points to draw)")
     if spec.random and not spec.ranges:
@@ -113,12 +117,17 @@ def plan(spec: SweepSpec) -> Sweep:
     ranges: list[Range] = [parse_range(cls, text) for text in spec.ranges]
     keys = [a.key for a in axes] + [r.key for r in ranges]
     if spec.seeds:
+        if base.seed + spec.seeds - 1 > MAX_SEED:
+            raise BadInput("--seeds", spec.seeds, f"seeds base + 0 .. N-1 within {MAX_SEED} (base seed {base.seed})")
         axes.append(Axis("seed", tuple(base.seed + i for i in range(spec.seeds)), "list", f"seeds={spec.seeds}"))
         keys.append("seed")
     repeated = sorted({k for k in keys if keys.count(k) > 1})
     if repeated:
         what = "--seeds with a seed axis" if repeated == ["seed"] and spec.seeds else "each key in one axis only"
         raise BadInput("sweep axis", repeated[0], f"{what} (`{repeated[0]}` is varied twice)")
+    total = max(spec.random, 1) * math.prod(len(a.values) for a in axes)
+    if total > MAX_RUNS:
+        raise BadInput("sweep size", f"{total:,} runs", f"at most {MAX_RUNS:,} runs in one sweep (split it)")
     draws = sample(ranges, spec.random, spec.sweep_seed) if spec.random else [{}]
     grid = list(itertools.product(*[[(a.key, v) for v in a.values] for a in axes]))
     points: list[SweepPoint] = []
@@ -229,10 +238,18 @@ def run_sweep(sweep: Sweep, store: RunStore, executor: Any, *, force: bool = Fal
     tasks: Iterable[Task] = [Task(sweep.experiment, to_dict(p.config), p.label, figures) for p in todo]
     failures = 0
     results = executor.run(tasks)
+    unstored: dict[str, str] = {}
     try:
         for run in results:
             point = by_id[run.run_id]
-            path = store_run(store, run)
+            try:
+                path = store_run(store, run, force=force)
+            except OSError as exc:  # disk full, store gone read-only: keep what is stored, start nothing new
+                unstored[run.run_id] = str(exc)
+                stop = getattr(executor, "stop_submitting", None)
+                if stop is not None:
+                    stop()
+                continue
             report.computed[run.run_id] = run.status
             if run.status == "failed":
                 failures += 1
@@ -244,6 +261,11 @@ def run_sweep(sweep: Sweep, store: RunStore, executor: Any, *, force: bool = Fal
         if close is not None:
             close()
     report.wall_s = time.time() - start
+    if unstored:
+        first = next(iter(unstored.values()))
+        raise StoreError(errno.EIO, f"{len(unstored)} computed runs could not be stored ({first}); the "
+                         f"{len(report.computed)} runs stored before are kept, the sweep stopped starting new "
+                         "runs: make room and rerun it to compute the rest")
     return report
 
 
