@@ -40,6 +40,7 @@ from lmech.cli.common import (  # noqa: E402
     EXIT_BAD_INPUT,
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
+    EXIT_OK,
     EXIT_STORAGE,
     common_parser,
     err,
@@ -55,17 +56,24 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lmech", description="The laboratory of learning mechanics: theory predicts, "
                                 "training measures, a verdict compares.", epilog=EXIT_CODES_HELP)
     p.add_argument("--version", action="version", version=f"lmech {__import__('lmech').__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.add(sub, common)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lmech.plugins import load_plugins
+
     try:
         if _signal.getsignal(_signal.SIGINT) is _interrupted_at_start:
             _signal.signal(_signal.SIGINT, _signal.default_int_handler)  # from here on, Ctrl-C is caught below
-        args = parser().parse_args(argv)
+        p = parser()
+        args = p.parse_args(argv)
+        if args.command is None:  # plain `lmech`: what it can do
+            p.print_help()
+            return EXIT_OK
+        load_plugins()  # $LMECH_PLUGINS and `lmech.laws` entry points: your own laws, for every command
         return args.func(args)
     except BadInput as exc:
         err.print("[red]error:[/]", escape(str(exc)))  # the message verbatim (no markup, no :emoji:)

@@ -37,15 +37,16 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 class RichProgress:
     """Adapter from lmech's Progress protocol to a rich progress bar (drawn on stderr)."""
 
-    def __init__(self, progress: Progress | None):
-        self.progress, self.task = progress, None
+    def __init__(self, progress: Progress | None, prefix: str = ""):
+        self.progress, self.task, self.prefix = progress, None, prefix
 
     def start(self, total: int, description: str) -> None:
         if self.progress is None:
             return
         if self.task is not None:
             self.progress.remove_task(self.task)
-        self.task = self.progress.add_task(description, total=total)
+        text = f"{self.prefix}: {description}" if self.prefix else description
+        self.task = self.progress.add_task(text, total=total)
 
     def advance(self, n: int = 1) -> None:
         if self.progress is not None and self.task is not None:
@@ -75,18 +76,29 @@ def bars(enabled: bool) -> Progress | NoBars:
                     TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err, transient=True)
 
 
-def store_of(args: argparse.Namespace):
-    """The run store named by ``--store`` (default ``$LMECH_STORE`` or ``./lab``)."""
+def store_of(args: argparse.Namespace, *, existing: bool = False):
+    """The run store named by ``--store`` (default ``$LMECH_STORE`` or ``./lab``).
+
+    ``existing``: the command only reads the store, so a folder that does not exist is bad input (a
+    typo in ``--store`` must not create a folder and an empty report).
+    """
+    from lmech.errors import BadInput
     from lmech.store import RunStore
 
-    return RunStore(args.store) if getattr(args, "store", None) else RunStore()
+    store = RunStore(args.store) if getattr(args, "store", None) else RunStore()
+    if existing and not store.root.is_dir():
+        raise BadInput("--store", str(store.root), "an existing run store folder (`lmech run` or `lmech check` "
+                       "creates one; $LMECH_STORE or ./lab by default)")
+    return store
 
 
 def config_of(exp, args: argparse.Namespace):
-    """The config of ``lmech run``/``sweep``: default or quick, then --seed/--device, then --set."""
+    """The config of ``lmech run``/``sweep``: default or quick (or a law-book entry with ``--entry``), then
+    --seed/--device, then --set."""
     from lmech.config import apply_overrides
+    from lmech.experiments import entry_config
 
-    base = exp.quick_config() if getattr(args, "quick", False) else exp.default_config()
+    base = entry_config(exp, getattr(args, "entry", None), getattr(args, "quick", False))
     overrides: dict[str, Any] = {}
     if getattr(args, "seed", None) is not None:
         overrides["seed"] = args.seed
@@ -97,10 +109,10 @@ def config_of(exp, args: argparse.Namespace):
 
 
 def fmt(value: Any) -> str:
-    """Compact text for a number or list (the report's format)."""
-    from lmech.report.html import fmt as _fmt
+    """Text for a number or a list: integers as integers, lists in full (:mod:`lmech.report.format`)."""
+    from lmech.report.format import value as _value
 
-    return _fmt(value)
+    return _value(value)
 
 
 def print_json(obj: Any) -> None:

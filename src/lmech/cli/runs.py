@@ -1,13 +1,72 @@
-"""``lmech runs [list|show ID|query SQL|verify [--repair]]``: the stored runs."""
+"""``lmech runs [list|show ID|query SQL|verify [--repair]]``: the stored runs.
+
+Tables are rendered by :mod:`lmech.cli.tables`: all-null and internal columns dropped, aligned columns
+when they fit the terminal, a record view (one block per run) when they do not, or ``--format
+csv|json|markdown`` for other programs. Nothing is cut.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
+from rich.text import Text
 
 from lmech.cli.common import EXIT_OK, EXIT_STORAGE, err, fmt, out, print_json, store_of
+from lmech.cli.tables import FORMATS, render, terminal_width, tidy, wrap
 from lmech.errors import BadInput
+
+#: The columns of `runs list` (without --all-columns).
+LIST_COLUMNS = ["run_id", "experiment", "label", "status", "verdict", "duration_s", "finished", "damage"]
+
+
+def _pairs(title: str, items: dict, width: int) -> None:
+    """A titled block of ``key  value`` lines, values wrapped at spaces."""
+    out.print(Text(title, style="bold"))
+    if not items:
+        out.print("  (none)", markup=False)
+        return
+    key_w = min(max(len(str(k)) for k in items), max(12, width // 3))
+    for k, v in items.items():
+        head = f"  {str(k).ljust(key_w)}  "
+        text = fmt(v)
+        if len(head) + len(text) <= width:
+            out.print(head + text, markup=False, highlight=False)
+        else:
+            out.print(f"  {k}", markup=False, highlight=False)
+            for part in wrap(text, width, " " * 6):
+                out.print(part, markup=False, highlight=False)
+
+
+def _show(store, args: argparse.Namespace) -> int:
+    if not args.arg:
+        raise BadInput("runs show", None, "a run id (or a unique prefix)")
+    rec = store.get(args.arg, full=True)
+    if rec is None:
+        raise BadInput("run id", args.arg, f"the id of a run in {store.root} (see `lmech runs list`)")
+    if args.json or args.format == "json":
+        print_json({"run_id": rec.run_id, "experiment": rec.experiment, "status": rec.status_info,
+                    "verdict": rec.verdict, "config": rec.config, "meta": rec.meta, "summary": rec.summary,
+                    "verdicts": rec.verdicts, "series": rec.series_names(),
+                    "prediction": rec.series_names("prediction"),
+                    "figures": [str(p) for p in rec.figures()], "path": str(rec.path)})
+        return EXIT_OK
+    width = terminal_width()
+    for part in wrap(f"{rec.experiment} run {rec.run_id} — {rec.status}, verdict {rec.verdict}  ({rec.path})", width):
+        out.print(Text(part, style="bold"))
+    if rec.damage:
+        err.print(f"damaged: {rec.damage}", markup=False, highlight=False)
+    _pairs("run", {"label": rec.meta.get("label", ""), "device": rec.meta.get("device_name"),
+                   "torch": rec.meta.get("torch"), "lmech": rec.meta.get("lmech"),
+                   "duration_s": rec.status_info.get("duration_s"),
+                   "replay": f"lmech run --replay {rec.run_id}"}, width)
+    _pairs("config", rec.config, width)
+    _pairs("summary", rec.summary, width)
+    if rec.status == "failed":
+        err.print(rec.status_info.get("traceback", ""), markup=False, highlight=False)
+    for part in wrap(f"series: {', '.join(rec.series_names())}; figures: "
+                     f"{', '.join(p.name for p in rec.figures())}", width):
+        out.print(part, markup=False, highlight=False)
+    return EXIT_OK
 
 
 def cmd_verify(store, args: argparse.Namespace) -> int:
@@ -30,39 +89,12 @@ def cmd_verify(store, args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    store = store_of(args)
+    store = store_of(args, existing=args.action != "list")
+    fmt_name = "json" if args.json else args.format
     if args.action == "verify":
         return cmd_verify(store, args)
     if args.action == "show":
-        if not args.arg:
-            raise BadInput("runs show", None, "a run id (or a unique prefix)")
-        rec = store.get(args.arg, full=True)
-        if rec is None:
-            raise BadInput("run id", args.arg, f"the id of a run in {store.root} (see `lmech runs list`)")
-        if args.json:
-            print_json({"run_id": rec.run_id, "experiment": rec.experiment, "status": rec.status_info,
-                        "verdict": rec.verdict, "config": rec.config, "meta": rec.meta, "summary": rec.summary,
-                        "verdicts": rec.verdicts, "series": rec.series_names(),
-                        "prediction": rec.series_names("prediction"),
-                        "figures": [str(p) for p in rec.figures()], "path": str(rec.path)})
-            return EXIT_OK
-        out.print(f"[bold]{rec.experiment}[/] run [bold]{rec.run_id}[/] — {rec.status}  ({rec.path})")
-        if rec.damage:
-            err.print(f"[red]damaged:[/] {rec.damage}")
-        out.print(f"label: {rec.meta.get('label', '')}   device: {rec.meta.get('device_name')}   "
-                  f"torch {rec.meta.get('torch')}   lmech {rec.meta.get('lmech')}")
-        cfg = Table("field", "value", title="config", title_justify="left")
-        for k, v in rec.config.items():
-            cfg.add_row(k, fmt(v))
-        out.print(cfg)
-        summ = Table("metric", "value", title="summary", title_justify="left")
-        for k, v in rec.summary.items():
-            summ.add_row(k, fmt(v))
-        out.print(summ)
-        if rec.status == "failed":
-            err.print(rec.status_info.get("traceback", ""))
-        out.print(f"series: {', '.join(rec.series_names())}; figures: {', '.join(p.name for p in rec.figures())}")
-        return EXIT_OK
+        return _show(store, args)
     if args.action == "query":
         if not args.arg:
             raise BadInput("runs query", None, "an SQL query over the table `runs`")
@@ -72,22 +104,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
             frame = store.query(args.arg)
         except duckdb.Error as exc:  # DuckDB's parser/binder errors are user input errors
             raise BadInput("SQL", args.arg, f"a valid query over table `runs` ({exc})") from None
+        keep: list[str] = []
     else:
         frame = store.table(args.experiment)
-        if not frame.empty:
-            cols = [c for c in ["run_id", "experiment", "label", "status", "holds", "duration_s", "finished"]
-                    if c in frame] + (["damage"] if frame["damage"].notna().any() else [])
-            frame = frame if args.all_columns else frame[cols]
-    if args.json:
-        print(frame.to_json(orient="records", date_format="iso", default_handler=str))
+        if not frame.empty and not args.all_columns:
+            frame = frame[[c for c in LIST_COLUMNS if c in frame]]
+        keep = LIST_COLUMNS[:-1]  # "damage" only where some run is damaged
+    if fmt_name in ("table", "markdown"):  # for people: what carries nothing goes (csv and json keep all)
+        frame = tidy(frame, keep=keep)
+    if fmt_name == "table" and frame.empty:
+        out.print(f"no runs in {store.root}" if args.action == "list" else "no rows", markup=False)
         return EXIT_OK
-    if frame.empty:
-        out.print(f"no runs in {store.root}")
-        return EXIT_OK
-    table = Table(*map(str, frame.columns), header_style="bold")
-    for row in frame.itertuples(index=False):
-        table.add_row(*(fmt(v) if not isinstance(v, str) else v for v in row))
-    out.print(table)
+    print(render(frame, fmt_name))
     return EXIT_OK
 
 
@@ -96,12 +124,15 @@ def add(sub, common: argparse.ArgumentParser) -> None:
                        description="Stored runs: `runs list`, `runs show ID`, `runs query SQL` (DuckDB over a "
                        "table named runs whose columns are config fields and summary metrics; no file or "
                        "network access), `runs verify` (every file against its checksum; exit 5 if a run is "
-                       "damaged) and `runs verify --repair` (move damaged runs to <store>/.damaged).")
+                       "damaged) and `runs verify --repair` (move damaged runs to <store>/.damaged). Tables that "
+                       "do not fit the terminal are shown one run per block; nothing is cut.")
     s.add_argument("action", nargs="?", default="list", choices=["list", "show", "query", "verify"])
     s.add_argument("arg", nargs="?", help="run id (show) or SQL (query)")
     s.add_argument("--experiment", default=None, help="only runs of this law (list)")
     s.add_argument("--all-columns", action="store_true", help="list every column (config and metrics)")
-    s.add_argument("--json", action="store_true", help="rows as a JSON list of objects")
+    s.add_argument("--format", choices=FORMATS, default="table",
+                   help="table (aligned, or one block per run when too wide; default), csv, json or markdown")
+    s.add_argument("--json", action="store_true", help="the same as --format json")
     s.add_argument("--repair", action="store_true", help="verify: move damaged runs aside (they are recomputed "
                    "by the next check or sweep)")
     s.set_defaults(func=cmd_runs)

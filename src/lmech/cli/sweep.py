@@ -90,12 +90,12 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """The ``lmech sweep`` command (see the module docstring)."""
     from lmech import experiments
+    from lmech.report.html import write_sweep_report
     from lmech.store import RunStore
-    from lmech.sweeps.executors import load_plugins, make_executor
+    from lmech.sweeps.executors import make_executor
     from lmech.sweeps.plot import parse_plot
     from lmech.sweeps.sweep import SweepSpec, plan
 
-    load_plugins()
     opts = _options(args)
     spec = SweepSpec(experiment=opts["experiment"], quick=opts["quick"], overrides=tuple(opts["set"]),
                      seed=opts.get("seed"), device=opts.get("device"), grid=tuple(opts["grid"]),
@@ -110,13 +110,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     executor = make_executor(opts.get("executor", "local"), opts.get("workers"), opts.get("ray_address"))
     report = _run_with_progress(sweep, store, executor, force=args.force, figures=opts.get("figures", True),
                                 quiet=args.json)
+    plot = plot if plot is not None else default_plot(sweep, store, exp)
     plot_path = _plot(sweep, store, plot) if plot is not None else None
+    html = write_sweep_report(store, sweep.sweep_id)
     if args.json:
         print(json.dumps({**report.to_dict(), "store": str(store.root), "plot": str(plot_path) if plot_path else None,
-                          "runs": [{"run_id": p.run_id, "values": p.values} for p in sweep.points]},
+                          "report": str(html), "runs": [{"run_id": p.run_id, "values": p.values} for p in sweep.points]},
                          indent=2, default=str, allow_nan=True))
     else:
-        _print_summary(report, store, plot_path)
+        _print_summary(report, store, plot_path, sweep, html)
     failed = [rid for rid, status in report.computed.items() if status == "failed"]
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -199,7 +201,38 @@ def _plot(sweep, store, plot):
     return path
 
 
-def _print_summary(report, store, plot_path) -> None:
+def default_plot(sweep, store, exp):
+    """The summary figure drawn when ``--plot`` is not given: the law's first criterion (its agreement)
+    against the first numeric swept field, one line per value of the second; None if nothing is numeric."""
+    from lmech.sweeps.plot import PlotSpec
+
+    numeric = [k for k in sweep.scales if k != "seed"
+               and all(isinstance(p.values.get(k), (int, float)) and not isinstance(p.values.get(k), bool)
+                       for p in sweep.points)]
+    if not numeric:
+        return None
+    keys = [c.key for c in exp.criteria()]
+    if not keys:
+        for p in sweep.points:
+            rec = store.get(p.run_id)
+            if rec is not None and rec.verdicts:
+                keys = [v["key"] for v in rec.verdicts]
+                break
+    if not keys:
+        return None
+    others = [k for k in sweep.scales if k not in ("seed", numeric[0])]
+    return PlotSpec(numeric[0], keys[0], others[0] if others else None)
+
+
+def query_hint(sweep) -> str:
+    """A query whose answer reads in a terminal: the swept fields, status and verdict of this sweep's law."""
+    keys = [k for k in sweep.scales if k != "seed"] + (["seed"] if "seed" in sweep.scales else [])
+    cols = ", ".join(keys + ["status", "verdict"])
+    order = f" order by {', '.join(keys)}" if keys else ""
+    return f"lmech runs query \"select {cols} from runs where experiment = '{sweep.experiment}'{order}\""
+
+
+def _print_summary(report, store, plot_path, sweep, html) -> None:
     from rich.console import Console
 
     out = Console(highlight=False, soft_wrap=True, emoji=False)
@@ -209,8 +242,9 @@ def _print_summary(report, store, plot_path) -> None:
               f"[red]{c['failed']} failed[/]) in {report.wall_s:.1f} s")
     for rid, error in report.errors.items():
         out.print(f"  [red]failed[/] {rid[:10]}: {escape(error)}  (`lmech runs show {rid[:10]}` for the traceback)")
-    out.print(f"[dim]runs in {store.root}; spec {report.spec_path}; query with "
-              f"`lmech runs query \"select * from runs where experiment = '{report.experiment}'\"`[/]")
+    out.print(f"runs in {store.root}; spec {report.spec_path}", markup=False, highlight=False)
     if plot_path is not None:
-        out.print(f"summary figure: {plot_path}")
+        out.print(f"summary figure: {plot_path}", markup=False, highlight=False)
+    out.print(f"report (runs ordered by the swept values): {html}", markup=False, highlight=False)
+    out.print(f"query: {query_hint(sweep)}", markup=False, highlight=False)
 

@@ -162,6 +162,27 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class Criterion:
+    """A criterion a law judges, declared before anything runs (``lmech list NAME`` shows it).
+
+    ``key`` is the verdict's key, ``quantity`` what is measured, ``tolerance`` a number (agreement <=
+    tolerance) or a band ``(lo, hi)``, ``why`` the reason for the tolerance. A law that declares its
+    criteria (:meth:`Experiment.criteria`) may leave ``tolerance`` and ``why`` out of
+    :meth:`Experiment.make_verdict`: they are taken from here, so the declaration and the verdict cannot
+    disagree.
+    """
+
+    key: str
+    quantity: str
+    tolerance: float | tuple[float, float]
+    why: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        tol = list(self.tolerance) if isinstance(self.tolerance, tuple) else self.tolerance
+        return {"key": self.key, "quantity": self.quantity, "tolerance": tol, "why": self.why}
+
+
+@dataclass(frozen=True)
 class Counterexample:
     """A case in which the theory says the named criteria must come out ``expect`` (default violated).
 
@@ -224,6 +245,15 @@ class Experiment(ABC):
         """
         return []
 
+    def criteria(self) -> Sequence[Criterion]:
+        """The criteria this law judges (key, quantity, tolerance, why), readable before running it.
+
+        Optional: a law that does not declare them returns none, and ``lmech list NAME`` then shows the
+        criteria of its latest stored run, or the keys its counterexamples name. When declared, the
+        verdicts of every run must match them (``tests/test_contract.py``).
+        """
+        return ()
+
     def smoke_config(self) -> RunConfig:
         """A seconds-long config for the shared contract checks (determinism, seeds, figures).
 
@@ -260,10 +290,19 @@ class Experiment(ABC):
         """Draw prediction and measurement side by side; return the PNG paths written."""
 
     def make_verdict(self, key: str, quantity: str, predicted: Any, measured: Any, agreement: float,
-                     tolerance: float | tuple[float, float], *, why: str = "", inconclusive: str | None = None,
-                     **details: Any) -> Verdict:
+                     tolerance: float | tuple[float, float] | None = None, *, why: str = "",
+                     inconclusive: str | None = None, **details: Any) -> Verdict:
         """A :class:`Verdict` of this law. ``why``: the reason for the tolerance (shown in the report);
-        ``inconclusive``: the reason, when a precondition of the criterion was not met."""
+        ``inconclusive``: the reason, when a precondition of the criterion was not met. ``tolerance`` and
+        ``why`` left out are taken from the law's declared :meth:`criteria`."""
+        if tolerance is None or not why:
+            declared = {c.key: c for c in self.criteria()}
+            if key in declared:
+                tolerance = declared[key].tolerance if tolerance is None else tolerance
+                why = why or declared[key].why
+            elif tolerance is None:
+                raise ValueError(f"{self.name}: criterion {key!r} has no tolerance (give one, or declare it "
+                                 "in criteria())")
         return Verdict(law=self.name, statement=self.law, citation=self.citation, key=key, quantity=quantity,
                        predicted=predicted, measured=measured, agreement=agreement, tolerance=tolerance,
                        details=details, inconclusive=inconclusive, why=why)

@@ -180,6 +180,10 @@ def compute_run(experiment: Experiment, config: RunConfig, *, label: str | None 
     run = ComputedRun(experiment.name, rid, label, cfg, "running", meta=run_meta(experiment, config, label),
                       started=time.time())
     figures_dir = Path(tempfile.mkdtemp(prefix="lmech-figures-")) if figures else None
+    if progress is None:  # a worker process: report to the driver's progress folder, if it set one
+        from lmech.progress import progress_from_env
+
+        progress = progress_from_env(rid)
     try:
         prediction, measurement, verdicts, paths = compute(experiment, config, progress, figures_dir)
     except (KeyboardInterrupt, SystemExit):

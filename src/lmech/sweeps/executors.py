@@ -45,8 +45,8 @@ from typing import Any
 
 from lmech.errors import BadInput
 from lmech.experiments.runner import ComputedRun
+from lmech.plugins import PLUGINS_ENV, load_plugins  # noqa: F401  (load_plugins re-exported)
 
-PLUGINS_ENV = "LMECH_PLUGINS"
 #: Worker processes one executor may start: 4 per core, at least 64.
 MAX_WORKERS = max(64, 4 * (os.cpu_count() or 1))
 
@@ -66,23 +66,6 @@ class Task:
         from lmech.store import run_id
 
         return run_id(self.experiment, self.config)
-
-
-def load_plugins(modules: str | None = None) -> list[str]:
-    """Import the modules named in ``modules`` (default: ``$LMECH_PLUGINS``) so their experiments register."""
-    import importlib
-
-    text = os.environ.get(PLUGINS_ENV, "") if modules is None else modules
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise BadInput(PLUGINS_ENV, name, f"an importable module ({exc})") from None
-        except Exception as exc:  # the module itself is broken: name it, without a traceback
-            raise BadInput(PLUGINS_ENV, name, f"a module that imports cleanly (importing it raised "
-                           f"{type(exc).__name__}: {exc})") from None
-    return names
 
 
 def _die() -> None:

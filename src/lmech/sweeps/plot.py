@@ -2,7 +2,8 @@
 
 ``--plot x=lr,y=final_loss,hue=width`` draws ``y`` (a summary metric or config field of the runs
 table) against ``x`` (a config field), one line per value of ``hue`` (optional), the mean over the
-remaining axes (e.g. seeds) with their min–max as a band. Axes are logarithmic where the grid is
+remaining axes (e.g. seeds) with their min–max as a band (labelled with the number of runs it spans).
+Runs whose law was violated are circled in red (inconclusive ones boxed in orange). Axes are logarithmic where the grid is
 (``log:``) or the values span two decades or more. Diverged runs are marked with a red × on the top
 edge at their ``x``: a learning-rate sweep shows where training blows up (done runs without a finite
 ``y`` are counted in the title). The PNG is written to ``<store>/sweeps/<sweep_id>.png``.
@@ -90,6 +91,8 @@ def plot_sweep(table: pd.DataFrame, spec: PlotSpec, path: Path, scales: dict[str
     groups = [(None, good)] if hue is None else list(good.groupby(hue, sort=True))
     random = scales.get(spec.x, "").startswith("random")
     colors = plt.get_cmap("viridis")(np.linspace(0.05, 0.9, max(len(groups), 1)))
+    band_labelled = False
+    over = "seeds" if "seed" in scales else "runs"
     for color, (key, g) in zip(colors, groups):
         label = None if hue is None else f"{spec.hue}={key}"
         if random:
@@ -98,7 +101,16 @@ def plot_sweep(table: pd.DataFrame, spec: PlotSpec, path: Path, scales: dict[str
         stats = g.groupby("_x")["_y"].agg(["mean", "min", "max", "count"]).sort_index()
         ax.plot(stats.index, stats["mean"], "o-", color=color, label=label)
         if (stats["count"] > 1).any():
-            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, linewidth=0)
+            band = None if band_labelled else f"min–max over {int(stats['count'].max())} {over} (line: mean)"
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2, linewidth=0, label=band)
+            band_labelled = True
+    if "verdict" in good:  # runs whose law was violated (or could not be tested), marked where they landed
+        for state, style in (("violated", {"edgecolors": "red", "marker": "o"}),
+                             ("inconclusive", {"edgecolors": "darkorange", "marker": "s"})):
+            hit = good[good["verdict"] == state]
+            if not hit.empty:
+                ax.scatter(hit["_x"], hit["_y"], s=110, facecolors="none", linewidths=1.6, zorder=3,
+                           label=f"law {state} ({len(hit)} runs)", **style)
     if _log(frame["_x"].to_numpy(dtype=float), scales.get(spec.x)):
         ax.set_xscale("log")
     if _log(good["_y"].to_numpy(dtype=float), None):
@@ -110,7 +122,7 @@ def plot_sweep(table: pd.DataFrame, spec: PlotSpec, path: Path, scales: dict[str
         ax.set_xlim(*_limits(frame["_x"].to_numpy(dtype=float), ax.get_xscale() == "log"))
     note = f"\n({missing} finished runs without a finite {spec.y} not drawn)" if missing else ""
     ax.set(xlabel=spec.x, ylabel=spec.y, title=(title or f"{spec.y} against {spec.x}") + note)
-    if hue is not None or not diverged.empty:
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
