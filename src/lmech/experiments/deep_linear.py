@@ -1,20 +1,43 @@
 """Law: deep linear networks learn the teacher's modes one by one, each along a sigmoid of known timing.
 
 Saxe, McClelland & Ganguli 2014 (arXiv 1312.6120). A depth-L linear network trained by full-batch
-gradient descent on whitened inputs and targets y = Mx, from a small decoupled initial condition,
-learns mode i of M (singular value s_i) along u_i(t) given by their eq. 7 (depth 2) or the depth-L
-reduction du/dt = L u^{2-2/L}(s-u)/τ (see :mod:`lmech.theory.deep_linear` for τ and the loss
-convention). Stronger modes are learned first; smaller initializations make the plateaus longer and
-the learning stage-like.
+gradient descent on whitened inputs and targets y = Mx, **from a small decoupled initial condition**
+(every layer aligned with the teacher's singular vectors and balanced, their section 2), learns mode i
+of M (singular value s_i) along u_i(t) given by their eq. 7 (depth 2) or the depth-L reduction
+du/dt = L u^{2-2/L}(s-u)/τ (see :mod:`lmech.theory.deep_linear` for τ and the loss convention).
+Stronger modes are learned first; smaller initializations make the plateaus longer and the learning
+stage-like.
 
-Verdicts: (1) max over modes of |t½ measured − t½ predicted| / t½ predicted ≤ 0.05; (2) the RMS over
-modes and steps of u_measured − u_predicted, divided by s_max, ≤ 0.05.
+The law holds from the decoupled start only. From a small *random* start the modes must first align
+with the teacher (an alignment phase the closed form does not contain) and the timing is off: measured
+at depth 2 (``init="random"``, seeds 0-3) the worst mode's t½ is 16-30% early; at depth 3, 42-60%.
+That is a counterexample of the law, not a law-book entry.
+
+Verdicts (the law-book entries: depth 2 and depth 3):
+
+1. ``t_half_err``: max over modes of |t½ measured − t½ predicted| / t½ predicted ≤ 0.05. Why 5%: GD
+   with step η lags gradient flow by ≈ c·η·s_i/2 in t½ (0.75% for the strongest mode at the quick
+   config's η = 0.005), the 5% leaves room for it and for the 5% perturbation of the decoupled start.
+2. ``transition_rms_err``: for each mode, the RMS of (u_measured − u_predicted)/s_i over the mode's
+   own transition window (the steps where the predicted u_i/s_i lies in [0.1, 0.9]); the max over
+   modes ≤ 0.05. Normalizing over each mode's window (not over the whole run, where the plateaus before
+   and after make any curve agree) gives it power: running 5% slow gives 0.06-0.07 per mode at depth 2
+   and 0.14-0.26 at depth 3 (tested), and the too-large step η = 0.15 (timing 16% late) gives 0.23,
+   where the former whole-run RMS/s_max gave 0.03 and held.
+
+Measured (quick config, seeds 0, 1, 2): t_half_err 0.0052-0.0053 (depth 2) and 0.0022-0.0026
+(depth 3), 10-20x inside the tolerance; transition_rms_err 0.0075-0.0076 (depth 2) and 0.012-0.014
+(depth 3), 3.5x inside. Counterexamples (seeds 0, 1, 2): η = 0.15 violates both (t½ 16% late,
+transition error 0.23); the random start violates t_half_err (0.16, 0.30, 0.18).
+
+Cost (quick config, one core, CPU time measured with the machine's 2 cores loaded ~4x): depth 2
+7-10 s, depth 3 13-17 s.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +48,7 @@ from lmech.config import MAX_ELEMENTS, MAX_STEPS, check_budget, spec
 from lmech.data.synthetic import generator, linear_teacher, whitened_inputs
 from lmech.devices import resolve_device, resolve_dtype
 from lmech.errors import BadInput
-from lmech.experiments.base import Experiment, NullProgress, Progress, Result, RunConfig
+from lmech.experiments.base import Counterexample, Experiment, NullProgress, Progress, Result, RunConfig
 from lmech.experiments.registry import register
 from lmech.models.deep_linear import DeepLinear
 from lmech.theory import deep_linear as theory
@@ -133,15 +156,31 @@ def _projections(w: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> to
 
 
 def _initial_modes(cfg: DeepLinearConfig, prob: _Problem, u0: float) -> np.ndarray:
-    """The theory's initial condition: the network's own initial mode strengths (positive part)."""
+    """The theory's initial condition: the network's own initial mode strengths (positive part).
+
+    NaN for a mode whose initial strength is not finite (an initialization that overflows): there is
+    then no prediction, and the run diverges at step 0.
+    """
     net = _network(cfg, prob, u0)
     with torch.no_grad():
         u = _projections(net.product(), prob.left, prob.right).numpy()
-    return np.clip(np.abs(u), 1e-12, prob.s / 2 * 0.999)
+    clipped = np.clip(np.abs(u), 1e-12, prob.s / 2 * 0.999)
+    return np.where(np.isfinite(u), clipped, np.nan)
+
+
+def _half_times(cfg: DeepLinearConfig, prob: _Problem, u0: np.ndarray) -> np.ndarray:
+    """Predicted t½ per mode (units of τ); NaN everywhere if the initial condition is not finite."""
+    if not np.all(np.isfinite(u0)):
+        return np.full(len(prob.s), np.nan)
+    return theory.half_learning_time(prob.s, u0, cfg.depth)
 
 
 def _train(cfg: DeepLinearConfig, prob: _Problem, u0: float, steps: int, progress: Progress) -> tuple[pd.DataFrame, int | None]:
-    """Full-batch GD; records every step: mode strengths, loss and balancedness drift."""
+    """Full-batch GD; records every step: mode strengths, loss and balancedness drift.
+
+    Advances ``progress`` by exactly ``steps`` over the run (fewer if it diverges). A non-finite loss or
+    mode strength ends the run at its step: the frame stops there (that row included).
+    """
     device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
     net = _network(cfg, prob, u0).to(device=device, dtype=dtype)
     x, y = prob.x.to(device, dtype), prob.y.to(device, dtype)
@@ -156,7 +195,7 @@ def _train(cfg: DeepLinearConfig, prob: _Problem, u0: float, steps: int, progres
     losses = np.empty(steps + 1)
     drift = np.empty(steps + 1)
     diverged = None
-    chunk = max(steps // 50, 1)
+    chunk, pending = max(steps // 50, 1), 0
     for k in range(steps + 1):
         residual = net(x) - y
         per_example = residual.pow(2).sum(dim=1)
@@ -165,7 +204,7 @@ def _train(cfg: DeepLinearConfig, prob: _Problem, u0: float, steps: int, progres
             losses[k] = loss.item()
             modes[k] = _projections(net.product(), left, right).cpu().numpy()
             drift[k] = max(float((d - d_init).norm()) for d, d_init in zip(net.balancedness(), d0)) / scale0
-        if not math.isfinite(losses[k]):
+        if not (math.isfinite(losses[k]) and np.all(np.isfinite(modes[k]))):
             diverged = k
             break
         if k == steps:
@@ -174,8 +213,10 @@ def _train(cfg: DeepLinearConfig, prob: _Problem, u0: float, steps: int, progres
         with torch.no_grad():
             for p, g in zip(params, grads):
                 p.sub_(cfg.lr * g)
-        if k % chunk == 0:
-            progress.advance(chunk)
+        pending += 1
+        if pending == chunk or k == steps - 1:
+            progress.advance(pending)
+            pending = 0
     n = (diverged if diverged is not None else steps) + 1
     frame = pd.DataFrame({"step": np.arange(n), "t": c * cfg.lr * np.arange(n), "loss": losses[:n],
                           "balance_drift": drift[:n]})
@@ -184,38 +225,77 @@ def _train(cfg: DeepLinearConfig, prob: _Problem, u0: float, steps: int, progres
     return frame, diverged
 
 
+def transition_errors(pred: pd.DataFrame, meas: pd.DataFrame, s, window: tuple[float, float] = (0.1, 0.9)
+                      ) -> np.ndarray:
+    """Per mode i: RMS of (u_measured − u_predicted)/s_i over the steps where the predicted u_i/s_i lies in
+    ``window`` (the mode's transition). NaN for a mode whose window the measurement does not cover (a
+    diverged run) or that has no step in its window."""
+    out = []
+    for i, si in enumerate(s):
+        u_pred = pred[f"u{i}"].to_numpy() / si
+        idx = np.nonzero((u_pred >= window[0]) & (u_pred <= window[1]))[0]
+        if len(idx) == 0 or idx[-1] >= len(meas):
+            out.append(float("nan"))
+            continue
+        diff = meas[f"u{i}"].to_numpy()[idx] / si - u_pred[idx]
+        out.append(float(np.sqrt(np.mean(diff**2))))
+    return np.asarray(out)
+
+
 @register
 class DeepLinearDynamics(Experiment):
     name = "deep-linear"
-    law = ("A deep linear network trained by gradient descent from a small initialization learns each "
-           "singular mode of the teacher along a sigmoid u_i(t) whose timing the closed form predicts.")
+    law = ("A deep linear network trained by gradient descent from a small decoupled (aligned, balanced) "
+           "initialization learns each singular mode of the teacher along a sigmoid u_i(t) whose timing the "
+           "closed form predicts.")
     citation = "Saxe, McClelland & Ganguli 2014, arXiv 1312.6120 (eq. 7; depth-L reduction)"
     Config = DeepLinearConfig
 
     def quick_config(self) -> DeepLinearConfig:
-        return DeepLinearConfig()
+        # The stage panel's third scale is the main run's own (1e-3, reused, not retrained): the depth-3
+        # entry then trains 2 extra short runs instead of a 17,000-step one at u0 = 1e-4.
+        return DeepLinearConfig(stage_init_scales=(1e-1, 1e-2, 1e-3))
 
     def lawbook(self, quick: bool = True) -> list[tuple[str, DeepLinearConfig]]:
         base = self.quick_config() if quick else self.default_config()
-        from dataclasses import replace
-
         return [("depth=2", replace(base, depth=2)), ("depth=3", replace(base, depth=3))]
+
+    def counterexamples(self) -> list[Counterexample]:
+        quick = replace(self.quick_config(), stage_init_scales=())
+        return [
+            Counterexample("large-step", ("t_half_err", "transition_rms_err"), config=replace(quick, lr=0.15),
+                           why="c·η·s_max = 0.45: the discrete map grows a mode by (1 + c·η·s)² per step instead of "
+                               "e^(2c·η·s), so GD lags gradient flow by ≈ c·η·s/2 (16% in t½ for s = 3)"),
+            Counterexample("random-start", ("t_half_err",), config=replace(quick, init="random"),
+                           why="from a small random (not decoupled) start the modes must first align with the "
+                               "teacher, a phase the closed form does not contain: t½ is off by 16-30%"),
+        ]
 
     # -- theory ------------------------------------------------------------------------------------
     def _steps(self, cfg: DeepLinearConfig, t_half: np.ndarray) -> int:
         if cfg.steps:
             return cfg.steps
+        if not np.all(np.isfinite(t_half)):
+            return 0  # no prediction (a non-finite start): the run diverges at step 0
         c = theory.loss_scale(cfg.n_samples, cfg.loss_reduction, cfg.loss_half)
         return int(math.ceil(cfg.horizon * float(np.max(t_half)) / (c * cfg.lr)))
+
+    def _trajectories(self, cfg: DeepLinearConfig, prob: _Problem, u0: np.ndarray, steps: int) -> np.ndarray:
+        """u_i(t) at every step (NaN if the initial condition is not finite)."""
+        c = theory.loss_scale(cfg.n_samples, cfg.loss_reduction, cfg.loss_half)
+        t = c * cfg.lr * np.arange(steps + 1)
+        if not np.all(np.isfinite(u0)):
+            return np.full((steps + 1, len(prob.s)), np.nan)
+        return theory.mode_trajectories(t, prob.s, u0, cfg.depth)
 
     def predict(self, config: DeepLinearConfig) -> Result:
         prob = _problem(config)
         c = theory.loss_scale(config.n_samples, config.loss_reduction, config.loss_half)
         u0 = _initial_modes(config, prob, config.init_scale)
-        t_half = theory.half_learning_time(prob.s, u0, config.depth)
+        t_half = _half_times(config, prob, u0)
         steps = self._steps(config, t_half)
         t = c * config.lr * np.arange(steps + 1)
-        u = theory.mode_trajectories(t, prob.s, u0, config.depth)
+        u = self._trajectories(config, prob, u0, steps)
         frame = pd.DataFrame({"step": np.arange(steps + 1), "t": t,
                               "loss": c * theory.mode_loss(u, prob.s)})
         for i in range(len(prob.s)):
@@ -223,16 +303,16 @@ class DeepLinearDynamics(Experiment):
         stages = []
         for scale in config.stage_init_scales:
             u0_s = _initial_modes(config, prob, scale)
-            steps_s = self._steps(config, theory.half_learning_time(prob.s, u0_s, config.depth))
-            ts = c * config.lr * np.arange(steps_s + 1)
-            us = theory.mode_trajectories(ts, prob.s, u0_s, config.depth)
-            stages.append(pd.DataFrame({"init_scale": scale, "step": np.arange(steps_s + 1), "t": ts,
+            steps_s = self._steps(config, _half_times(config, prob, u0_s))
+            us = self._trajectories(config, prob, u0_s, steps_s)
+            stages.append(pd.DataFrame({"init_scale": scale, "step": np.arange(steps_s + 1),
+                                        "t": c * config.lr * np.arange(steps_s + 1),
                                         "loss": c * theory.mode_loss(us, prob.s)}))
         series = {"modes": frame, "modes_half_time": pd.DataFrame({"mode": np.arange(len(prob.s)), "s": prob.s,
                                                                    "u0": u0, "t_half": t_half})}
         if stages:
             series["stages"] = pd.concat(stages, ignore_index=True)
-        return Result(series=series, summary={"t_half_max": float(t_half.max()), "steps": steps},
+        return Result(series=series, summary={"t_half_max": float(np.max(t_half)), "steps": steps},
                       arrays={"t_half": t_half, "tau_steps": theory.time_constant(
                           config.lr, config.n_samples, config.loss_reduction, config.loss_half)})
 
@@ -240,23 +320,28 @@ class DeepLinearDynamics(Experiment):
     def measure(self, config: DeepLinearConfig, progress: Progress | None = None) -> Result:
         progress = progress or NullProgress()
         prob = _problem(config)
-        plan = [(config.init_scale, self._steps(config, theory.half_learning_time(
-            prob.s, _initial_modes(config, prob, config.init_scale), config.depth)))]
+        plan = [(config.init_scale, self._steps(config, _half_times(
+            config, prob, _initial_modes(config, prob, config.init_scale))))]
         for scale in config.stage_init_scales:
-            plan.append((scale, self._steps(config, theory.half_learning_time(
-                prob.s, _initial_modes(config, prob, scale), config.depth))))
+            if scale != config.init_scale:  # the main run is reused for its own scale
+                plan.append((scale, self._steps(config, _half_times(config, prob, _initial_modes(config, prob, scale)))))
         progress.start(sum(steps for _, steps in plan), f"deep-linear L={config.depth}")
         frame, diverged = _train(config, prob, plan[0][0], plan[0][1], progress)
         t_half = np.array([theory.crossing_time(frame["t"].to_numpy(), frame[f"u{i}"].to_numpy(), s / 2)
                            for i, s in enumerate(prob.s)])
         series = {"modes": frame, "modes_half_time": pd.DataFrame({"mode": np.arange(len(prob.s)), "s": prob.s,
                                                                    "t_half": t_half})}
-        stages = []
-        for scale, steps in plan[1:]:
-            stage, _ = _train(config, prob, scale, steps, progress)
-            stages.append(stage[["step", "t", "loss"]].assign(init_scale=scale))
-        if stages:
-            series["stages"] = pd.concat(stages, ignore_index=True)
+        runs = {config.init_scale: frame}
+        if diverged is None:  # a diverged run stops there: no stage runs
+            for scale, steps in plan[1:]:
+                runs[scale], div = _train(config, prob, scale, steps, progress)
+                if div is not None:
+                    diverged = div
+                    break
+            stages = [runs[scale][["step", "t", "loss"]].assign(init_scale=scale)
+                      for scale in config.stage_init_scales if scale in runs]
+            if stages:
+                series["stages"] = pd.concat(stages, ignore_index=True)
         summary = {"final_loss": float(frame["loss"].iloc[-1]),
                    "balance_drift": float(frame["balance_drift"].iloc[-1])}
         return Result(series=series, summary=summary, arrays={"t_half": t_half}, diverged_at=diverged)
@@ -265,18 +350,21 @@ class DeepLinearDynamics(Experiment):
     def verdict(self, config: DeepLinearConfig, prediction: Result, measurement: Result):
         t_pred, t_meas = prediction.arrays["t_half"], measurement.arrays["t_half"]
         rel = np.abs(t_meas - t_pred) / t_pred
-        pred, meas = prediction.series["modes"], measurement.series["modes"]
-        n = min(len(pred), len(meas))
-        cols = [f"u{i}" for i in range(len(config.singular_values))]
-        diff = meas[cols].to_numpy()[:n] - pred[cols].to_numpy()[:n]
-        rms = float(np.sqrt(np.mean(diff**2))) / max(config.singular_values)
-        if n < len(pred):  # a diverged run did not cover the prediction: it cannot hold
-            rms = float("nan")
+        worst_t = float(np.max(rel)) if np.all(np.isfinite(rel)) else float("nan")
+        trans = transition_errors(prediction.series["modes"], measurement.series["modes"], config.singular_values)
+        worst_trans = float(np.max(trans)) if np.all(np.isfinite(trans)) else float("nan")
         return [
             self.make_verdict("t_half_err", "max_i |t½ measured − t½ predicted| / t½ predicted",
-                              t_pred, t_meas, float(np.max(rel)), 0.05, per_mode=rel),
-            self.make_verdict("traj_rms_err", "RMS_(i,t) |u_i measured − u_i predicted| / s_max",
-                              "closed form / ODE trajectories", "GD trajectories", rms, 0.05),
+                              t_pred, t_meas, worst_t, 0.05, per_mode=rel,
+                              why="GD lags gradient flow by ≈ c·η·s/2 in t½ (0.75% at the quick η for s = 3) and the "
+                                  "start is perturbed by 5%: 5% leaves room for both, while the too-large step "
+                                  "(16% late) and a random start (16-30% off) are rejected"),
+            self.make_verdict("transition_rms_err", "max_i RMS over mode i's transition (u_pred/s_i in [0.1, 0.9]) "
+                              "of (u_i measured − u_i predicted)/s_i", "closed form / ODE trajectories",
+                              "GD trajectories", worst_trans, 0.05, per_mode=trans,
+                              why="judged over each mode's own transition window, where a timing error shows: a 5% "
+                                  "shift of the sigmoid's timing gives ≈ 0.07, the measured error at the quick "
+                                  "config is ≤ 0.01"),
         ]
 
     # -- figures -----------------------------------------------------------------------------------
@@ -284,30 +372,53 @@ class DeepLinearDynamics(Experiment):
         from lmech.report import plotting as P
 
         pred, meas = prediction.series["modes"], measurement.series["modes"]
-        fig, (ax_modes, ax_loss, ax_stage, ax_bal) = P.panels(4)
+        fig, (ax_modes, ax_loss, ax_stage, ax_bal) = P.panels(4, size=(5.0, 4.2))
         cols = P.colors(len(config.singular_values))
+        theory_name = "Saxe et al. eq. 7" if config.depth == 2 else "mode ODE (depth-L)"
+        handles = []
         for i, s in enumerate(config.singular_values):
-            ax_modes.plot(meas["t"], meas[f"u{i}"], color=cols[i], label=f"s={s:g}", **P.MEASURED)
-            ax_modes.plot(pred["t"], pred[f"u{i}"], **P.THEORY)
-            ax_modes.axvline(prediction.arrays["t_half"][i], color=cols[i], linewidth=0.6, alpha=0.5)
+            handles.append(ax_modes.plot(*_finite(meas, "t", f"u{i}"), color=cols[i], label=f"GD, s={s:g}",
+                                         **P.MEASURED)[0])
+            ax_modes.plot(*_finite(pred, "t", f"u{i}"), **P.THEORY)
+            t_half = prediction.arrays["t_half"][i]
+            if math.isfinite(t_half):
+                ax_modes.axvline(t_half, color=cols[i], linewidth=0.8, alpha=0.6, linestyle=":")
+        handles += [P.theory_handle(theory_name), P.line_handle("predicted t½ (one per mode)", color="grey",
+                                                                 linewidth=0.8, linestyle=":")]
         ax_modes.set(xlabel="t / τ  (= c·η·step)", ylabel="mode strength u_i = a_iᵀ W b_i",
                      title=f"Mode strengths, depth {config.depth}")
-        P.theory_legend(ax_modes)
-        ax_loss.plot(meas["t"], meas["loss"], color="C0", **P.MEASURED)
-        ax_loss.plot(pred["t"], pred["loss"], **P.THEORY)
+        P.legend_below(ax_modes, handles, ncol=3)
+        ax_loss.plot(*_finite(meas, "t", "loss"), color="C0", **P.MEASURED)
+        ax_loss.plot(*_finite(pred, "t", "loss"), **P.THEORY)
         ax_loss.set(xlabel="t / τ", ylabel="training loss", title="Loss staircase")
-        P.theory_legend(ax_loss)
+        P.legend_below(ax_loss, [P.line_handle("GD", color="C0", **P.MEASURED), P.theory_handle(theory_name)])
         if "stages" in measurement.series:
             ms, ps = measurement.series["stages"], prediction.series["stages"]
+            stage_handles = []
             for j, scale in enumerate(config.stage_init_scales):
                 m, p = ms[ms.init_scale == scale], ps[ps.init_scale == scale]
-                ax_stage.plot(m["t"] / m["t"].max(), m["loss"] / m["loss"].iloc[0], color=P.colors(3)[j % 3],
-                              label=f"u0={scale:g}", **P.MEASURED)
+                if len(m) < 2 or len(p) < 2:
+                    continue
+                color = P.colors(max(len(config.stage_init_scales), 3))[j]
+                stage_handles.append(ax_stage.plot(m["t"] / m["t"].max(), m["loss"] / m["loss"].iloc[0], color=color,
+                                                   label=f"GD, u0={scale:g}", **P.MEASURED)[0])
                 ax_stage.plot(p["t"] / p["t"].max(), p["loss"] / p["loss"].iloc[0], **P.THEORY)
             ax_stage.set(xlabel="t / t_end", ylabel="loss / initial loss",
                          title="Smaller init: longer plateaus, sharper stages")
-            P.theory_legend(ax_stage)
-        ax_bal.semilogy(meas["t"].iloc[1:], meas["balance_drift"].iloc[1:], color="C3")
+            P.legend_below(ax_stage, stage_handles + [P.theory_handle(theory_name)])
+        else:
+            ax_stage.set_visible(False)
+        t_bal, bal = _finite(meas.iloc[1:], "t", "balance_drift")
+        bal_ok = bal > 0
+        if bal_ok.any():
+            ax_bal.semilogy(t_bal[bal_ok], bal[bal_ok], color="C3")
         ax_bal.set(xlabel="t / τ", ylabel="max_l ‖D_l(t) − D_l(0)‖ / ‖W(0)‖²",
                    title="Balancedness drift (0 under gradient flow)")
         return [P.save(fig, outdir / "deep-linear.png")]
+
+
+def _finite(frame: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``frame`` where both columns are finite (a diverged run's last row is not)."""
+    xs, ys = frame[x].to_numpy(dtype=float), frame[y].to_numpy(dtype=float)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    return xs[ok], ys[ok]

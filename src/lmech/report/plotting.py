@@ -55,3 +55,28 @@ def save(fig, path: Path) -> Path:
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+def line_handle(label: str, **style):
+    """A legend entry for a line drawn with ``style`` (for legends built from explicit entries)."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], label=label, **style)
+
+
+def theory_handle(label: str = "theory"):
+    """The legend entry of a theory curve (dashed black, the convention of :data:`THEORY`)."""
+    return line_handle(label, **THEORY)
+
+
+def legend_below(ax, handles=None, ncol: int = 2, fontsize: float = 7.5) -> None:
+    """A legend under the axes, outside the plotting area, so that it never covers a curve.
+
+    ``handles``: the entries (each with its label); by default the axes' labelled artists. Every entry
+    should match a line drawn in the panel (use :func:`line_handle` / :func:`theory_handle`).
+    """
+    if handles is None:
+        handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol,
+                  fontsize=fontsize, frameon=False)
