@@ -60,3 +60,80 @@ def test_loader_errors():
 
     with pytest.raises(BadInput, match="same examples on every pass"):
         empirical_ntk(model, Shrinking())
+
+
+# --- curvature over a DataLoader ---------------------------------------------------------------
+
+from lmech.instruments.curvature import (  # noqa: E402
+    GGNOperator,
+    HessianOperator,
+    hessian_eigenvalues,
+    hessian_spectral_density,
+    hessian_trace,
+)
+
+
+def mse(out, target):
+    return 0.5 * (out - target).pow(2).sum(1).mean()
+
+
+def mse_sum(out, target):
+    return 0.5 * (out - target).pow(2).sum()
+
+
+def uneven_batches(x, y):
+    """Batches of 10, 3 and 10 examples: a wrong batch weighting changes the average."""
+    return [(x[:10], y[:10]), (x[10:13], y[10:13]), (x[13:], y[13:])]
+
+
+@pytest.mark.parametrize("Operator", [HessianOperator, GGNOperator])
+@pytest.mark.parametrize("loss_fn, reduction", [(mse, "mean"), (mse_sum, "sum")])
+def test_curvature_products_over_a_dataloader(Operator, loss_fn, reduction):
+    model, (x, y) = mlp(), tensors()
+    V = torch.randn(sum(p.numel() for p in model.parameters()), 3, generator=torch.Generator().manual_seed(2),
+                    dtype=torch.float64)
+    expected = Operator(model, loss_fn, x, y, reduction=reduction) @ V
+    for data in (loader(x, y), uneven_batches(x, y)):
+        op = Operator(model, loss_fn, data, reduction=reduction)
+        torch.testing.assert_close(op @ V, expected, rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(op @ V[:, 0], expected[:, 0], rtol=1e-12, atol=1e-13)  # the one-vector path
+    chunked = Operator(model, loss_fn, loader(x, y), reduction=reduction, chunk_size=3)  # batches split further
+    torch.testing.assert_close(chunked @ V, expected, rtol=1e-12, atol=1e-13)
+
+
+def test_curvature_functions_over_a_dataloader():
+    model, (x, y) = mlp(), tensors()
+    data = loader(x, y)
+    torch.testing.assert_close(hessian_eigenvalues(model, mse, data, k=3, tol=1e-10),
+                               hessian_eigenvalues(model, mse, x, y, k=3, tol=1e-10), rtol=1e-9, atol=1e-12)
+    for method in ("hutch++", "hutchinson"):
+        a = hessian_trace(model, mse, data, method=method, num_matvecs=30, generator=torch.Generator().manual_seed(0))
+        b = hessian_trace(model, mse, x, y, method=method, num_matvecs=30, generator=torch.Generator().manual_seed(0))
+        assert a.value == pytest.approx(b.value, rel=1e-10)
+    a = hessian_spectral_density(model, mse, data, num_probes=2, num_steps=12, generator=torch.Generator().manual_seed(0))
+    b = hessian_spectral_density(model, mse, x, y, num_probes=2, num_steps=12, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a.nodes, b.nodes, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(a.weights, b.weights, rtol=1e-8, atol=1e-10)
+
+
+def test_memory_is_bounded_by_one_batch():
+    """With a DataLoader the model never sees more than one batch at a time."""
+    model, (x, y) = mlp(), tensors()
+    seen = []
+    handle = model.register_forward_hook(lambda _m, inp, _out: seen.append(inp[0].shape[0]))
+    try:
+        hessian_eigenvalues(model, mse, loader(x, y, batch_size=5), k=2, tol=1e-6)
+        hessian_trace(model, mse, loader(x, y, batch_size=5), num_matvecs=9)
+    finally:
+        handle.remove()
+    assert seen and max(seen) <= 5
+
+
+def test_curvature_loader_errors():
+    model, (x, y) = mlp(), tensors()
+    with pytest.raises(BadInput, match="targets.*None when inputs is a DataLoader"):
+        HessianOperator(model, mse, loader(x, y), y)
+    with pytest.raises(BadInput, match="batch 0 of inputs.*targets"):
+        HessianOperator(model, mse, DataLoader(x, batch_size=4))  # no targets in the batches
+    with pytest.raises(BadInput, match="targets"):
+        HessianOperator(model, mse, x)  # tensors need their targets

@@ -49,7 +49,11 @@ class Examples:
                                "not a one-pass iterator: the instrument reads the data more than once")
             self.data = inputs
             self.example_shape: tuple[int, ...] | None = None
-            self._n = sum(x.shape[0] for x, _ in self._loader_batches())
+            self._n, self._first = 0, None
+            for x, y in self._loader_batches():  # the first pass: count and check every batch
+                if self._first is None:
+                    self._first = next(self._split(x, y))
+                self._n += x.shape[0]
             if self._n == 0:
                 raise BadInput(name, type(inputs).__name__, "a DataLoader yielding at least one example")
             return
@@ -76,8 +80,13 @@ class Examples:
         return not self.loader and (self.chunk_size is None or self.chunk_size >= self._n)
 
     def first(self) -> tuple[Tensor, Tensor | None]:
-        """The first block (to check the model and loss on before any real work)."""
-        return next(iter(self))
+        """The first block (to check the model and loss on before any real work; kept from the first pass)."""
+        return self._first if self.loader else next(iter(self))
+
+    def _split(self, x: Tensor, y: Tensor | None) -> Iterator[tuple[Tensor, Tensor | None]]:
+        step = x.shape[0] if self.chunk_size is None else self.chunk_size
+        for s in range(0, x.shape[0], step):
+            yield x[s : s + step], (y[s : s + step] if y is not None else None)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor | None]]:
         if not self.loader:
@@ -89,9 +98,7 @@ class Examples:
         seen = 0
         for x, y in self._loader_batches():
             seen += x.shape[0]
-            step = x.shape[0] if self.chunk_size is None else self.chunk_size
-            for s in range(0, x.shape[0], step):
-                yield x[s : s + step], (y[s : s + step] if y is not None else None)
+            yield from self._split(x, y)
         if seen != self._n:
             raise BadInput(self.name, f"a DataLoader that yielded {self._n} then {seen} examples",
                            "the same examples on every pass (shuffle=False, no random sampling or augmentation)")

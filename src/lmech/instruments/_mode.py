@@ -11,6 +11,14 @@ every module in eval mode while it measures (:func:`eval_mode`), as ``model.eval
 restores each module's own ``training`` flag afterwards, whatever it was; a training loop around
 the instrument sees its model exactly as it left it.
 
+Attention. PyTorch's fused attention kernels (``scaled_dot_product_attention``'s flash and
+memory-efficient kernels, and the fused ``nn.TransformerEncoderLayer``/``nn.MultiheadAttention``
+fast path taken in eval mode) have no double backward and no forward-mode derivative, which the
+Hessian, the GGN and the eNTK need. While they measure, instruments select the math attention kernel
+(``torch.nn.attention.sdpa_kernel(SDPBackend.MATH)``) and turn the fast path off
+(``torch.backends.mha.set_fastpath_enabled(False)``), restoring both afterwards
+(:func:`measuring`): the same function, computed by ordinary differentiable operations.
+
 Where eval mode is not enough, the instrument says so before any work: a batch norm with
 ``track_running_stats=False`` normalizes by batch statistics in eval mode too, so instruments whose
 definition needs examples processed independently (the eNTK, per-example gradients) raise
@@ -22,11 +30,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from lmech.errors import BadInput
 
-__all__ = ["eval_mode", "check_examples_independent"]
+__all__ = ["eval_mode", "differentiable_attention", "measuring", "check_examples_independent"]
 
 
 @contextlib.contextmanager
@@ -39,6 +49,29 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in flags:
             m.training = flag
+
+
+@contextlib.contextmanager
+def differentiable_attention() -> Iterator[None]:
+    """Attention computed by ordinary operations (twice and forward-mode differentiable); restored on exit.
+
+    The math kernel of ``scaled_dot_product_attention`` and no fused ``nn.MultiheadAttention`` /
+    ``nn.TransformerEncoderLayer`` fast path.
+    """
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+
+@contextlib.contextmanager
+def measuring(model: nn.Module) -> Iterator[nn.Module]:
+    """The instruments' context: ``model`` in eval mode and differentiable attention, both restored."""
+    with eval_mode(model), differentiable_attention():
+        yield model
 
 
 def check_examples_independent(model: nn.Module, instrument: str) -> None:

@@ -62,7 +62,7 @@ from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 from lmech.errors import BadInput
 from lmech.instruments._batches import Examples, is_loader
-from lmech.instruments._mode import check_examples_independent, eval_mode
+from lmech.instruments._mode import check_examples_independent, measuring
 from lmech.models.mlp import DenseLayer
 
 __all__ = [
@@ -267,7 +267,7 @@ class NTKOperator:
         x1, x2 = _check_inputs(x1, x2)
         check_examples_independent(model, "the empirical NTK")
         self.model, self.x1, self.x2 = model, x1, (x1 if x2 is None else x2)
-        with eval_mode(model):
+        with measuring(model):
             self.num_outputs = _output_dim(model, x1)
         self.shape = (x1.shape[0] * self.num_outputs, self.x2.shape[0] * self.num_outputs)
 
@@ -283,7 +283,7 @@ class NTKOperator:
             )
         vec = v.ndim == 1
         V = (v.unsqueeze(1) if vec else v).T.reshape(-1, self.x2.shape[0], self.num_outputs)
-        with eval_mode(self.model), _deterministic(self.model):
+        with measuring(self.model), _deterministic(self.model):
             _, vjp_fn = vjp(self._f(self.x2), self._params)
             U = vmap(vjp_fn)(V)[0]  # J2^T v for each of the k columns, a dict of (k, *p.shape)
             f1 = self._f(self.x1)
@@ -482,7 +482,7 @@ def empirical_ntk(
     like = next(iter(params.values()))
     src1, src2 = _sources(x1, x2, chunk_size, like.device)
     check_examples_independent(model, "the empirical NTK")
-    with eval_mode(model), _deterministic(model):
+    with measuring(model), _deterministic(model):
         o = _output_dim(model, src1.first()[0])
         if method == "jacobian":
             features: Callable[[Tensor], Any] = lambda x: _per_example_jacobians(model, params, x)  # noqa: E731
@@ -541,7 +541,7 @@ class LinearizedModel:
         delta = {
             k: (params[k] - p0 if k in params else torch.zeros_like(p0)) for k, p0 in self.params0.items()
         }
-        with eval_mode(self.model), _deterministic(self.model):
+        with measuring(self.model), _deterministic(self.model):
             f0, jdelta = jvp(lambda p: functional_call(self.model, p, (x,)), (self.params0,), (delta,))
         return f0 + jdelta
 

@@ -25,10 +25,14 @@ adapts to SciPy with :meth:`CurvatureOperator.to_scipy`. Algorithms take any ope
 style): :func:`lanczos` (top-k eigenpairs, warm-startable), :func:`hutchinson_trace`,
 :func:`hutchpp_trace` and :func:`spectral_density` (stochastic Lanczos quadrature).
 
-The model functions (:func:`hessian_eigenvalues`, :func:`hessian_trace`,
-:func:`hessian_spectral_density`, :func:`preconditioned_sharpness`) put the model in eval mode
-while they measure (the curvature of a network with dropout active is a random matrix) and restore
-every module's mode afterwards.
+The operators and the model functions (:func:`hessian_eigenvalues`, :func:`hessian_trace`,
+:func:`hessian_spectral_density`, :func:`preconditioned_sharpness`) evaluate the model in eval mode
+(the curvature of a network with dropout active is a random matrix) and restore every module's mode
+afterwards; they select the math attention kernel (``torch.nn.attention.sdpa_kernel(SDPBackend.MATH)``,
+no fused transformer fast path), whose double backward exists on every device, so transformers
+(``nn.TransformerEncoderLayer``) work on the CPU. Data: tensors ``inputs, targets``, or a DataLoader
+of ``(inputs, targets)`` batches in place of ``inputs`` (``targets`` omitted): the loss averaged over
+all its examples, batches weighted by their sizes, one batch in memory at a time.
 
 Base choice. A Hessian-vector product here is plain ``torch.autograd`` double backward, with the
 gradient's graph built once per operator and reused by every product when the data is one chunk

@@ -1,16 +1,17 @@
-"""Input checks shared by the curvature instruments, and the eval-mode context every model function uses."""
+"""Input checks shared by the curvature instruments, and the eval-mode context (the instruments' policy,
+:mod:`lmech.instruments._mode`, re-exported here)."""
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from lmech.errors import BadInput
+from lmech.instruments._mode import eval_mode
 
 __all__ = ["LossFn", "check_batch", "eval_mode"]
 
@@ -21,9 +22,9 @@ def check_batch(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tens
     """Raise BadInput unless ``loss_fn(model(inputs), targets)`` is a scalar on this batch.
 
     Checks that inputs and targets are tensors with the same first dimension, then runs the model
-    and the loss on the first two examples only (cheap, under ``torch.no_grad``) so that an input
-    the model does not accept is reported before any real work starts. The caller is responsible for
-    the RNG: run it in eval mode or under a saved RNG state when the model is stochastic.
+    and the loss on the first two examples only (cheap, under ``torch.no_grad``, in eval mode with
+    every module's mode restored: no dropout draw, no batch-norm statistics updated) so that an input
+    the model does not accept is reported before any real work starts.
     """
     if not isinstance(inputs, Tensor):
         raise BadInput("inputs", type(inputs).__name__, "a torch.Tensor whose first dimension indexes examples")
@@ -38,7 +39,7 @@ def check_batch(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tens
             f"first dimension {inputs.shape[0]} (inputs have shape {tuple(inputs.shape)})",
         )
     try:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(model):
             out = model(inputs[:2])
     except Exception as err:  # noqa: BLE001 - any failure means the model does not accept the input
         raise BadInput(
@@ -54,18 +55,6 @@ def check_batch(model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tens
         ) from err
     if not isinstance(loss, Tensor) or loss.numel() != 1:
         raise BadInput("loss_fn", getattr(loss_fn, "__name__", repr(loss_fn)), "a callable returning a scalar loss")
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule of ``model`` in eval mode; restore each one's own flag on exit."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 def _check_positive_int(name: str, value: object, lower: int = 1) -> int:

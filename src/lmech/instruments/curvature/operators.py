@@ -4,17 +4,27 @@ Every operator has ``shape``, ``dtype``, ``device``, ``@`` on a vector ``(P,)`` 
 counts its matrix-vector products in ``num_matvecs`` and adapts to SciPy with
 :meth:`CurvatureOperator.to_scipy`: the Hessian (Pearlmutter 1994, eq. 3), the generalized
 Gauss-Newton matrix (Schraudolph 2002, eq. 6) and a dense matrix (for tests against closed forms).
+
+The Hessian and the GGN take their data as tensors ``(inputs, targets)`` or as a DataLoader (any
+re-iterable of ``(inputs, targets)`` batches, :mod:`lmech.instruments._batches`): the empirical risk is
+then the average over all the loader's examples, each batch weighted by its size (batch sizes may
+differ), read one batch at a time (memory bounded by one batch, the loader read once per product).
+They evaluate the model in eval mode, with the math attention kernel and no fused transformer fast
+path (:func:`lmech.instruments._mode.measuring`): the fused kernels have no double backward, so a
+``nn.TransformerEncoderLayer`` model works on the CPU as any other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from lmech.errors import BadInput
+from lmech.instruments._batches import Examples
+from lmech.instruments._mode import measuring
 from lmech.instruments._params import flatten, num_parameters, trainable_parameters, unflatten
 from lmech.instruments.curvature.checks import LossFn, _check_positive_int, check_batch
 
@@ -82,14 +92,18 @@ class MatrixOperator(CurvatureOperator):
 
 
 class _LossCurvature(CurvatureOperator):
-    """Shared plumbing of the Hessian and the GGN: parameters, chunks of data, chunk weights."""
+    """Shared plumbing of the Hessian and the GGN: parameters, chunks of data, chunk weights.
+
+    ``inputs`` and ``targets`` are tensors, or ``inputs`` is a DataLoader of ``(inputs, targets)``
+    batches and ``targets`` is omitted.
+    """
 
     def __init__(
         self,
         model: nn.Module,
         loss_fn: LossFn,
-        inputs: Tensor,
-        targets: Tensor,
+        inputs: Tensor | Iterable,
+        targets: Tensor | None = None,
         *,
         chunk_size: int | None = None,
         reduction: str = "mean",
@@ -101,19 +115,26 @@ class _LossCurvature(CurvatureOperator):
             raise BadInput("params", [], "at least one parameter")
         if reduction not in ("mean", "sum"):
             raise BadInput("reduction", reduction, "'mean' or 'sum' (how loss_fn reduces over examples)")
-        if check:
-            check_batch(model, loss_fn, inputs, targets)
-        n = inputs.shape[0]
-        chunk_size = n if chunk_size is None else _check_positive_int("chunk_size", chunk_size)
-        self.model, self.loss_fn, self.reduction = model, loss_fn, reduction
-        self.chunks = list(zip(inputs.split(chunk_size), targets.split(chunk_size)))
-        # L = sum_c w_c L_c with w_c = n_c / N for mean-reduced chunk losses, 1 for summed ones.
-        self.weights = [(x.shape[0] / n if reduction == "mean" else 1.0) for x, _ in self.chunks]
+        if chunk_size is not None:
+            chunk_size = _check_positive_int("chunk_size", chunk_size)
         first = self.params[0]
+        self.data = Examples(inputs, targets, chunk_size=chunk_size, device=first.device)
+        if check:
+            check_batch(model, loss_fn, *self.data.first())
+        self.model, self.loss_fn, self.reduction = model, loss_fn, reduction
+        self.num_examples = len(self.data)
         super().__init__(num_parameters(self.params), first.dtype, first.device)
         self._sizes = [p.numel() for p in self.params]
         self._cache: list | None = None
         self._views: list[Tensor] | None = None
+
+    def _weight(self, x: Tensor) -> float:
+        """L = sum_c w_c L_c: w_c = n_c / N for mean-reduced chunk losses, 1 for summed ones."""
+        return x.shape[0] / self.num_examples if self.reduction == "mean" else 1.0
+
+    def _chunks(self):
+        """``(x, y, w_c)`` for every chunk of the data (a DataLoader is read again on every call)."""
+        return ((x, y, self._weight(x)) for x, y in self.data)
 
     def _chunk_loss(self, x: Tensor, y: Tensor) -> Tensor:
         return self.loss_fn(self.model(x), y)
@@ -157,10 +178,12 @@ class HessianOperator(_LossCurvature):
 
     .. math:: H v = \sum_c w_c\, \nabla_\theta\big(\nabla_\theta \mathcal{L}_c(\theta)^\top v\big)
 
-    (Pearlmutter 1994, eq. 3), summed over chunks ``c`` of ``chunk_size`` examples with weights
-    :math:`w_c = N_c/N` so that memory stays bounded by one chunk. With a single chunk the graph of
-    the gradient is built once and reused by every product (one double-backward per product); with
-    several chunks it is rebuilt per chunk and per call, shared by the columns of a matrix.
+    (Pearlmutter 1994, eq. 3), summed over chunks ``c`` of ``chunk_size`` examples (or the batches
+    of a DataLoader ``inputs``, ``targets`` omitted) with weights :math:`w_c = N_c/N` so that memory
+    stays bounded by one chunk. With a single chunk the graph of the gradient is built once and
+    reused by every product (one double-backward per product); with several chunks it is rebuilt
+    per chunk and per call, shared by the columns of a matrix. The model is evaluated in eval mode
+    with the math attention kernel (see the module docstring).
 
     The operator is a snapshot of the parameters at construction: build a new one after an
     optimizer step (the cached graph refers to the old values).
@@ -168,7 +191,7 @@ class HessianOperator(_LossCurvature):
 
     def _graph(self, x: Tensor, y: Tensor) -> list[tuple[int, Tensor]]:
         """The gradient's graph as ``(parameter index, gradient)`` for gradients that depend on θ."""
-        with torch.enable_grad():
+        with torch.enable_grad(), measuring(self.model):
             loss = self._chunk_loss(x, y)
             grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
         return [(i, g) for i, g in enumerate(grads) if g is not None and g.requires_grad]
@@ -176,7 +199,7 @@ class HessianOperator(_LossCurvature):
     def _matvec_cached(self, v: Tensor) -> Tensor:
         """One product on the single chunk: one double backward through the cached gradient graph."""
         if self._cache is None:
-            self._cache = self._graph(*self.chunks[0])
+            self._cache = self._graph(*self.data.first())
         if self._views is None:  # a flat input buffer with fixed per-parameter views: no split per product
             self._buffer = torch.empty(self.shape[0], dtype=self.dtype, device=self.device)
             views = [t.view_as(p) for t, p in zip(self._buffer.split(self._sizes), self.params)]
@@ -189,15 +212,14 @@ class HessianOperator(_LossCurvature):
         return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, self.params)])
 
     def _matmat(self, matrix: Tensor) -> Tensor:
-        single = len(self.chunks) == 1
+        single = self.data.single
         if single and matrix.shape[1] == 1:  # Lanczos: the hot path, no per-call bookkeeping
-            out = self._matvec_cached(matrix[:, 0])
-            return (out if self.weights[0] == 1.0 else self.weights[0] * out)[:, None]
+            return self._matvec_cached(matrix[:, 0])[:, None]  # one chunk: w = 1
         cols = self._columns(matrix)
         out = torch.zeros_like(matrix)
         if single and self._cache is None:
-            self._cache = self._graph(*self.chunks[0])
-        for (x, y), w in zip(self.chunks, self.weights):
+            self._cache = self._graph(*self.data.first())
+        for x, y, w in self._chunks():
             graph = self._cache if single else self._graph(x, y)
             if not graph:  # the loss is at most linear in θ on this chunk: zero Hessian
                 continue
@@ -218,7 +240,7 @@ class GGNOperator(_LossCurvature):
     """
 
     def _graph(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, ...]]:
-        with torch.enable_grad():
+        with torch.enable_grad(), measuring(self.model):
             out = self.model(x)
             (grad_out,) = torch.autograd.grad(self.loss_fn(out, y), out, create_graph=True)
             dummy = torch.zeros_like(out, requires_grad=True)
@@ -228,10 +250,10 @@ class GGNOperator(_LossCurvature):
     def _matmat(self, matrix: Tensor) -> Tensor:
         cols = self._columns(matrix)
         out = torch.zeros_like(matrix)
-        single = len(self.chunks) == 1
+        single = self.data.single
         if single and self._cache is None:
-            self._cache = list(self._graph(*self.chunks[0]))
-        for (x, y), w in zip(self.chunks, self.weights):
+            self._cache = list(self._graph(*self.data.first()))
+        for x, y, w in self._chunks():
             f, grad_f, dummy, jt_dummy = self._cache if single else self._graph(x, y)
             used = [i for i, j in enumerate(jt_dummy) if j is not None]
             jv = _vjp_columns([jt_dummy[i] for i in used], [dummy], [[col[i] for i in used] for col in cols])
