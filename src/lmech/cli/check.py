@@ -22,6 +22,7 @@ from lmech.cli.common import (
     print_json,
     store_of,
 )
+from lmech.cli.tables import terminal_width, wrap
 from lmech.cli.verdicts import STATE_COLOR, details_lines, summary_lines
 from lmech.errors import BadInput
 
@@ -71,6 +72,10 @@ class WorkerBars:
                 self.shown.remove_task(task)
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
 def progress_folder() -> Path:
     """This process's folder for its workers' progress files, exported as ``$LMECH_PROGRESS_DIR``.
 
@@ -107,8 +112,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     outcomes: dict[int, Any] = {}
     kind = "full" if args.full else "quick"
     if not args.json:
-        out.print(f"[bold]The law book[/] ({kind} configs): {len(entries)} entries of {len(exps)} laws, "
-                  f"{min(workers, len(entries))} at a time", highlight=False)
+        head = (f"The law book ({kind} configs): {plural(len(entries), 'entry', 'entries')} of "
+                f"{plural(len(exps), 'law')}, {min(workers, len(entries))} at a time")
+        for part in wrap(head, terminal_width()):
+            out.print(part, highlight=False, markup=False)
     with bars(not args.json) as shown:
         book = shown.add_task("law book", total=len(entries)) if isinstance(shown, Progress) else None
 
@@ -173,12 +180,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         for line in details_lines(outcomes) if args.details else summary_lines(outcomes):
             out.print(line)
         counts = {w: sum(o.verdict == w for o in outcomes) for w in ("holds", "violated", "inconclusive", "failed")}
-        said = ", ".join(f"{n} {w if w != 'holds' else 'hold'}" for w, n in counts.items() if n)
+        said = ", ".join(f"{n} {w if w != 'holds' or n == 1 else 'hold'}" for w, n in counts.items() if n)
         extra = " (inconclusive: a precondition was not met, so the law was not tested)" if counts["inconclusive"] else ""
-        out.print(f"{len(outcomes)} entries: {said}{extra}.", highlight=False)
+        footer = [f"{plural(len(outcomes), 'entry', 'entries')}: {said}{extra}."]
         if not args.details:
-            out.print("Every criterion: `lmech check --details`. ", end="", highlight=False)
-        out.print(f"Report: {report}", highlight=False, soft_wrap=True)
+            footer.append("Every criterion, its tolerance and why: `lmech check --details`.")
+        for line in footer:
+            for part in wrap(line, terminal_width()):
+                out.print(part, highlight=False, markup=False)
+        out.print(f"Report: {report}", highlight=False, markup=False, soft_wrap=True)  # a path: never broken
     # A law book must test its laws: an inconclusive entry fails the check.
     return exit_code(outcomes, inconclusive=EXIT_VIOLATED)
 
