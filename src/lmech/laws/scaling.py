@@ -425,7 +425,7 @@ def _best_starts(problem: _Problem, x0: np.ndarray, groups: np.ndarray, n_groups
 
 def fit_scaling(N, D, L, *, bootstrap: int = 0, seed: int = 0, delta: float = HUBER_DELTA,
                 starts: np.ndarray | None = None, bootstrap_starts: int = 4, objective_scale: float = 1.0,
-                chunk: int = 100, progress=None) -> ScalingFit:
+                chunk: int = 100, progress=None, pruning: dict | None = None) -> ScalingFit:
     """Fit L(N, D) = E + A/N^α + B/D^β to runs (N_i, D_i, L_i) as Besiroglu et al. 2024 do (module
     docstring): Huber loss (``delta``) on log-loss residuals, L-BFGS from every row of ``starts``
     (default: the 4,500 points of :func:`chinchilla_grid`), Newton polish of the best five ends.
@@ -435,7 +435,8 @@ def fit_scaling(N, D, L, *, bootstrap: int = 0, seed: int = 0, delta: float = HU
     grid (Besiroglu et al. start each replicate from one point, Hoffmann et al.'s estimate); the
     replicates are solved ``chunk`` at a time in one batch each, reporting to ``progress``
     (``start(total, description)``, ``advance(n)``). ``objective_scale`` multiplies the objective (the
-    fit does not depend on it; tests check that).
+    fit does not depend on it; tests check that). ``pruning``: options of the batched L-BFGS (default
+    ``PRUNING``; ``{}`` runs every start to convergence).
     """
     N, D, L = check_runs(N, D, L)
     if not delta > 0:
@@ -450,8 +451,9 @@ def fit_scaling(N, D, L, *, bootstrap: int = 0, seed: int = 0, delta: float = HU
     order = np.lexsort((L, D, N))  # a canonical row order: the bootstrap's resamples do not depend on the input's
     N, D, L = N[order], D[order], L[order]
     problem = _Problem(N, D, L, delta, objective_scale)
+    pruning = PRUNING if pruning is None else pruning
     theta, fbest, res = _best_starts(problem, grid, np.zeros(len(grid), dtype=np.int64), 1,
-                                     pruning=PRUNING, polish=5)
+                                     pruning=pruning, polish=5)
     theta = theta[0]
     law = ChinchillaLaw.from_theta(theta)
     residuals = np.empty(len(N))
@@ -459,12 +461,12 @@ def fit_scaling(N, D, L, *, bootstrap: int = 0, seed: int = 0, delta: float = HU
     fit = ScalingFit(law=law, objective=float(fbest[0] / objective_scale), n_points=len(N), residuals=residuals,
                      delta=delta, seed=seed, starts=res.counts())
     if bootstrap:
-        fit.bootstrap = _bootstrap(problem, theta, grid, bootstrap, seed, bootstrap_starts, chunk, progress)
+        fit.bootstrap = _bootstrap(problem, theta, grid, bootstrap, seed, bootstrap_starts, chunk, progress, pruning)
     return fit
 
 
 def _bootstrap(problem: _Problem, theta: np.ndarray, grid: np.ndarray, n_boot: int, seed: int, n_starts: int,
-               chunk: int, progress) -> np.ndarray:
+               chunk: int, progress, pruning: dict) -> np.ndarray:
     """``n_boot`` replicates: resampled counts as weights, starts = the point estimate plus ``n_starts``
     rows of the grid, solved ``chunk`` replicates per batch."""
     rng = np.random.default_rng(seed)
@@ -481,7 +483,7 @@ def _bootstrap(problem: _Problem, theta: np.ndarray, grid: np.ndarray, n_boot: i
         x0 = np.concatenate([theta[None].repeat(k, 0)[:, None], grid[picks[lo:hi]]], axis=1).reshape(k * per, 5)
         groups = np.repeat(np.arange(k), per)
         problem.weights = counts[lo:hi]
-        best, _, _ = _best_starts(problem, x0, groups, k, pruning=PRUNING, polish=1)
+        best, _, _ = _best_starts(problem, x0, groups, k, pruning=pruning, polish=1)
         out[lo:hi] = best
         if progress is not None:
             progress.advance(k)
