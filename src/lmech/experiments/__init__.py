@@ -16,6 +16,7 @@ from lmech.experiments import edge_of_stability  # noqa: E402,F401  isort: skip
 from lmech.experiments import ntk_convergence  # noqa: E402,F401  isort: skip
 from lmech.experiments import linearized_training  # noqa: E402,F401  isort: skip
 from lmech.experiments import eigenlearning  # noqa: E402,F401  isort: skip
+from lmech.experiments import eigenlearning_universality  # noqa: E402,F401  isort: skip
 from lmech.experiments import lazy_rich  # noqa: E402,F401  isort: skip
 
 

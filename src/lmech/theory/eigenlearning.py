@@ -35,6 +35,17 @@ Eigensystems:
   kernel row, :math:`\lambda_k = \frac1M\sum_j k(2\pi j/M)e^{-2\pi ijk/M}`, with Fourier eigenfunctions;
 * otherwise, empirically: the eigenpairs of the kernel matrix on M samples of μ, eigenvalues / M and
   eigenvectors × √M (the Nyström estimate of the Mercer eigensystem).
+
+Measured learnabilities. Simon et al. define the learnability of a target f by a regressor f̂ trained on
+n samples as :math:`\mathcal L(f) = \langle f, \hat f\rangle/\langle f, f\rangle` and predict, for an
+eigenfunction, :math:`\mathbb E\,\mathcal L(\phi_i) = \mathcal L_i`. For a dot-product kernel on the sphere
+the average over an orthonormal basis of the degree-ℓ harmonics has a closed form in the training set
+alone (:func:`sphere_learnabilities`): the regressor of φ is :math:`\hat f = k(\cdot, X)A\phi(X)` with
+:math:`A = (K + \delta I)^{-1}`, Funk–Hecke gives :math:`\langle k(\cdot, x_j), \phi\rangle = \lambda_\ell\phi(x_j)`,
+and the addition theorem :math:`\sum_m Y_{\ell m}(a)Y_{\ell m}(b) = N_\ell P_\ell(a\cdot b)` sums the basis:
+:math:`\frac1{N_\ell}\sum_m\mathcal L(Y_{\ell m}) = \lambda_\ell\,\mathrm{tr}\big(A\,P_\ell(\hat X\hat X^\top)\big)`.
+Summed over all degrees with multiplicity it gives the sample's conservation law
+:math:`\sum_\ell N_\ell\hat{\mathcal L}_\ell + \delta\,\mathrm{tr}A = n`.
 """
 
 from __future__ import annotations
@@ -58,6 +69,8 @@ __all__ = [
     "sphere_multiplicity",
     "sphere_eigenvalues",
     "gegenbauer",
+    "gegenbauer_sequence",
+    "sphere_learnabilities",
     "circle_eigenvalues",
     "empirical_eigensystem",
     "eigencoefficients",
@@ -214,6 +227,42 @@ def gegenbauer(degree: int, d: int, t) -> np.ndarray:
     return special.eval_gegenbauer(degree, alpha, t) / special.eval_gegenbauer(degree, alpha, 1.0)
 
 
+def gegenbauer_sequence(max_degree: int, d: int, t) -> list[np.ndarray]:
+    r"""[P_0(t), ..., P_L(t)], the normalized Gegenbauer polynomials of :math:`S^{d-1}` (P_ℓ(1) = 1), by the
+    three-term recurrence :math:`(\ell + d - 2)P_{\ell+1} = (2\ell + d - 2)\,t\,P_\ell - \ell P_{\ell-1}`
+    (DLMF 18.9.1 for :math:`C^{(\alpha)}_\ell`, α = (d − 2)/2, divided by :math:`C^{(\alpha)}_\ell(1) =
+    (2\alpha)_\ell/\ell!`; Chebyshev's for d = 2, Legendre's for d = 3). Stable on [−1, 1]."""
+    d, max_degree = _check_dim(d), _check_degree(max_degree)
+    t = np.asarray(t, dtype=np.float64)
+    out = [np.ones_like(t)]
+    if max_degree >= 1:
+        out.append(t.copy())
+    for ell in range(1, max_degree):
+        out.append(((2 * ell + d - 2) * t * out[ell] - ell * out[ell - 1]) / (ell + d - 2))
+    return out
+
+
+def sphere_learnabilities(gram_inverse, cosines, eigenvalues, d: int, max_degree: int) -> np.ndarray:
+    r"""Measured learnability of each degree ℓ ≤ ``max_degree`` of a kernel regressor trained on the sphere:
+    :math:`\hat{\mathcal L}_\ell = \lambda_\ell\,\mathrm{tr}\big(A\,P_\ell(C)\big)` (module docstring), the
+    average over an orthonormal basis of the degree-ℓ harmonics of ⟨φ, f̂[φ]⟩/⟨φ, φ⟩ (Simon et al. 2023's
+    learnability, measured exactly: no test points).
+
+    ``gram_inverse`` A = (K + δI)⁻¹ of the n training points, ``cosines`` C their (n, n) matrix of cosines
+    x̂_i·x̂_j, ``eigenvalues`` the kernel's Funk–Hecke λ_ℓ (at least ``max_degree`` + 1 of them).
+    """
+    a = _array("gram_inverse", gram_inverse, ndim=2)
+    c = _array("cosines", cosines, ndim=2)
+    if a.shape != c.shape or a.shape[0] != a.shape[1]:
+        raise BadInput("cosines", c.shape, f"a square matrix of the shape of gram_inverse {a.shape}")
+    lam = _array("eigenvalues", eigenvalues)
+    if lam.size <= _check_degree(max_degree):
+        raise BadInput("eigenvalues", lam.size, f"at least max_degree + 1 = {max_degree + 1} eigenvalues")
+    polys = gegenbauer_sequence(max_degree, d, np.clip(c, -1.0, 1.0))
+    sym = (a + a.T) / 2  # tr(A P) = Σ_jk A_jk P_jk for symmetric P
+    return np.array([lam[ell] * float(np.sum(sym * p)) for ell, p in enumerate(polys)])
+
+
 def sphere_eigenvalues(profile: Callable, d: int, max_degree: int, *,
                        points: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     r"""Funk–Hecke eigenvalues :math:`\lambda_\ell`, ℓ = 0..max_degree, of :math:`k(x\cdot x')` on
@@ -235,7 +284,7 @@ def sphere_eigenvalues(profile: Callable, d: int, max_degree: int, *,
     k = np.asarray(k, dtype=np.float64).reshape(t.shape)
     # |S^{d-2}| / |S^{d-1}| = Γ(d/2) / (√π Γ((d-1)/2))
     norm = math.exp(special.gammaln(d / 2) - special.gammaln((d - 1) / 2)) / math.sqrt(math.pi)
-    lam = np.array([norm * np.sum(w * k * gegenbauer(ell, d, t)) for ell in range(max_degree + 1)])
+    lam = np.array([norm * np.sum(w * k * p) for p in gegenbauer_sequence(max_degree, d, t)])
     mult = np.array([sphere_multiplicity(d, ell) for ell in range(max_degree + 1)])
     return lam, mult
 
