@@ -31,12 +31,12 @@ NAME = "toy-quadratic"
 
 @dataclass(frozen=True)
 class ToyConfig(RunConfig):
-    curvature: float = spec(1.0, "curvature h of L(x) = h/2 |x|^2", min=0.0, min_exclusive=True)
-    lr: float = spec(0.5, "learning rate", min=0.0, min_exclusive=True)
-    steps: int = spec(50, "GD steps", min=1)
-    dim: int = spec(4, "dimension of x", min=1)
-    width: int = spec(1, "a dummy integer field (for integer grids)", min=1)
-    sleep: float = spec(0.0, "seconds each run waits before training", min=0.0)
+    curvature: float = spec(1.0, "curvature h of L(x) = h/2 |x|^2", min=0.0, max=1e6, min_exclusive=True)
+    lr: float = spec(0.5, "learning rate", min=0.0, max=1e6, min_exclusive=True)
+    steps: int = spec(50, "GD steps", min=1, max=10**6)
+    dim: int = spec(4, "dimension of x", min=1, max=10**4)
+    width: int = spec(1, "a dummy integer field (for integer grids)", min=1, max=10**6)
+    sleep: float = spec(0.0, "seconds each run waits before training", min=0.0, max=600.0)
     crash: str = spec("none", "none | raise | exit: make the run fail", choices=("none", "raise", "exit"))
 
 

@@ -21,6 +21,7 @@ import argparse
 import json
 from typing import Any
 
+from rich.console import Console
 from rich.markup import escape
 
 from lmech.cli.common import EXIT_FAILED, EXIT_OK, run_options
@@ -93,7 +94,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from lmech.report.html import write_sweep_report
     from lmech.store import RunStore
     from lmech.sweeps.executors import make_executor
-    from lmech.sweeps.plot import parse_plot
+    from lmech.sweeps.plot import check_metric, parse_plot
     from lmech.sweeps.sweep import SweepSpec, plan
 
     opts = _options(args)
@@ -105,13 +106,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     exp = experiments.get(spec.experiment)
     plot = parse_plot(opts["plot"], exp.Config) if opts.get("plot") else None
     store = RunStore(args.store) if args.store else RunStore()
+    if plot is not None:  # y is checked against the law's stored runs before any work, where there are some
+        check_metric(plot, exp, store.table(exp.name))
     if args.dry_run:
         return _dry_run(sweep, store, args)
     executor = make_executor(opts.get("executor", "local"), opts.get("workers"), opts.get("ray_address"))
     report = _run_with_progress(sweep, store, executor, force=args.force, figures=opts.get("figures", True),
                                 quiet=args.json)
     plot = plot if plot is not None else default_plot(sweep, store, exp)
-    plot_path = _plot(sweep, store, plot) if plot is not None else None
+    try:
+        plot_path = _plot(sweep, store, plot) if plot is not None else None
+    except BadInput as exc:  # the runs ran and are stored: say so, and keep the sweep's own exit code
+        plot_path = None
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[red]no summary figure:[/] {escape(str(exc))} (the sweep's runs are stored)")
     html = write_sweep_report(store, sweep.sweep_id)
     if args.json:
         print(json.dumps({**report.to_dict(), "store": str(store.root), "plot": str(plot_path) if plot_path else None,

@@ -498,6 +498,7 @@ class RunStore:
         final = self.root / experiment / rid
         if not final.exists() and load_run_from(entry, experiment, rid).damage is None:
             try:
+                final.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(entry, final)
             except OSError:
                 pass

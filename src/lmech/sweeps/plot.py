@@ -49,6 +49,22 @@ def parse_plot(text: str, config_cls: type) -> PlotSpec:
     return PlotSpec(parts["x"], parts["y"], parts.get("hue"))
 
 
+def check_metric(spec: PlotSpec, experiment, table: pd.DataFrame) -> bool:
+    """Check ``y`` before the sweep runs: True if it is known to exist (a config field, a criterion of the
+    law, a column of this law's finished runs in ``table``); BadInput if the store's finished runs of the law
+    show it does not; False when it cannot be known before a run exists (a fresh store)."""
+    known = set(field_types(experiment.Config)) | {"holds", "verdict", "diverged_at"}
+    known |= {key for case in experiment.counterexamples() for key in case.criteria}
+    finished = table[table["status"].isin(("done", "diverged"))] if not table.empty else table
+    columns = {c[2:] if c.startswith("m_") else c for c in finished.columns if finished[c].notna().any()}
+    if spec.y in known or spec.y in columns:
+        return True
+    if finished.empty:
+        return False
+    metrics = sorted(columns - {"run_id", "experiment", "label", "finished", "status", "damage", "duration_s"})
+    raise BadInput("--plot y", spec.y, f"a metric of {experiment.name}'s runs: {', '.join(metrics)}")
+
+
 def _column(frame: pd.DataFrame, name: str, what: str) -> str:
     if f"m_{name}" in frame and what == "y":
         return f"m_{name}"
@@ -139,4 +155,4 @@ def _limits(values: np.ndarray, log: bool) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-__all__ = ["PlotSpec", "parse_plot", "plot_sweep"]
+__all__ = ["PlotSpec", "check_metric", "parse_plot", "plot_sweep"]

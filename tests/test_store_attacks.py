@@ -1,0 +1,415 @@
+"""The run store under attack (issue 12): concurrent writers, damaged files, kills in the replace window,
+file-system errors and untrusted SQL. Each test reproduces one reported attack.
+
+The promises tested here are written in DESIGN.md ("The run store's promises") and in the docstring of
+``lmech.store.runstore``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from lmech.cli import main
+from lmech.store import RunStore, files
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def toys(monkeypatch):
+    """The test-only law ``toy-quadratic`` (tests/sweep_toys.py), known here and in every worker."""
+    monkeypatch.syspath_prepend(str(HERE))
+    monkeypatch.setenv("LMECH_PLUGINS", "sweep_toys")
+    import sweep_toys
+
+    return sweep_toys
+
+
+@pytest.fixture
+def toy_env(subprocess_env):
+    env = dict(subprocess_env)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), *filter(None, [env.get("PYTHONPATH")])])
+    env["LMECH_PLUGINS"] = "sweep_toys"
+    return env
+
+
+def _toy_store(tmp_path: Path, lrs=(0.1, 0.2, 0.3)) -> tuple[RunStore, list[str]]:
+    from lmech import experiments
+
+    store = RunStore(tmp_path / "lab")
+    exp = experiments.get("toy-quadratic")
+    ids = [experiments.execute(exp, exp.Config(lr=lr), store=store).run_id for lr in lrs]
+    return store, ids
+
+
+def _leftovers(root: Path) -> list[str]:
+    """Temporary files anywhere, and attempt folders or trashed copies under .partial."""
+    tmp = [str(p) for p in root.rglob("*") if ".tmp-" in p.name]
+    partial = root / ".partial"
+    attempts = [str(p) for p in partial.glob("*/*")] if partial.exists() else []
+    trash = [str(p) for p in (partial / ".trash").glob("*/*")] if (partial / ".trash").exists() else []
+    return tmp + [a for a in attempts if "/.trash/" not in a] + trash
+
+
+# -- 1. two writers of one run ------------------------------------------------------------------
+_RUNNER = textwrap.dedent("""
+    import sys
+    import sweep_toys  # noqa: F401  (registers toy-quadratic)
+    from lmech import experiments
+    from lmech.store import RunStore
+    exp = experiments.get("toy-quadratic")
+    outcome = experiments.execute(exp, exp.Config(sleep=1.5, steps=int(sys.argv[2])), store=RunStore(sys.argv[1]))
+    print(outcome.run_id, outcome.status)
+""")
+
+
+def test_concurrent_writers_of_one_run_end_with_one_complete_run_and_no_error(tmp_path, toy_env):
+    store = tmp_path / "lab"
+    for trial in range(2):  # what `lmech run` does (runner.execute), twice at once
+        procs = [subprocess.Popen([sys.executable, "-c", _RUNNER, str(store), str(10 + trial)], env=toy_env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=300) for p in procs]
+        for proc, (out, err) in zip(procs, outs):
+            assert proc.returncode == 0 and out.split()[1] == "done", err
+        assert len({out.split()[0] for out, _ in outs}) == 1
+    runs = RunStore(store).verify()
+    assert len(runs) == 2 and all(r.finished for r in runs), [(r.run_id, r.damage) for r in runs]
+    assert all((r.path / "config.json").exists() for r in runs)
+    assert _leftovers(store) == []
+
+
+def test_concurrent_sweeps_of_one_grid_end_complete_and_without_error(tmp_path, lmech_cmd, toy_env):
+    store = tmp_path / "lab"
+    cmd = lmech_cmd + ["sweep", "toy-quadratic", "--grid", "lr=0.1,0.2,0.3", "--set", "sleep=0.7", "--workers", "1",
+                       "--no-figures", "--store", str(store)]
+    procs = [subprocess.Popen(cmd, env=toy_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert not any("Traceback" in e for e in errs)
+    runs = RunStore(store).verify()
+    assert len(runs) == 3 and all(r.finished for r in runs), [(r.run_id, r.damage) for r in runs]
+    assert _leftovers(store) == []
+
+
+def test_a_duplicate_finishing_second_keeps_the_run_in_place_and_a_forced_one_replaces_it(tmp_path):
+    store = RunStore(tmp_path / "lab")
+    first = store.begin("toy", {"seed": 0}, {})
+    second = store.begin("toy", {"seed": 0}, {})
+    assert first.path != second.path  # each attempt its own folder
+    for handle, value in ((first, 1), (second, 2)):
+        handle.write_json("summary.json", {"x": value})
+        handle.write_json("verdict.json", [])
+    path = first.finish("done")
+    assert second.finish("done") == path
+    assert store.get(first.run_id).summary == {"x": 1}  # the complete run in place was kept
+    forced = store.begin("toy", {"seed": 0}, {}, force=True)
+    forced.write_json("summary.json", {"x": 3})
+    forced.write_json("verdict.json", [])
+    forced.finish("done")
+    assert store.get(first.run_id, full=True).summary == {"x": 3} and store.get(first.run_id).finished
+    failed = store.begin("toy", {"seed": 0}, {}, force=True)
+    failed.fail(RuntimeError("boom"))
+    assert store.get(first.run_id).status == "done"  # a failure never replaces a finished result
+    assert _leftovers(tmp_path / "lab") == []
+
+
+# -- 2. damaged files -----------------------------------------------------------------------------
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _garble(path: Path) -> None:
+    path.write_bytes(bytes(255 - b for b in path.read_bytes()))  # same size, other bytes
+
+
+DAMAGE = {
+    "truncated status.json": lambda run: _truncate(run / "status.json"),
+    "null status.json": lambda run: (run / "status.json").write_text("null"),
+    "missing config.json": lambda run: (run / "config.json").unlink(),
+    "truncated parquet": lambda run: _truncate(run / "series" / "loss.parquet"),
+    "garbage parquet": lambda run: _garble(run / "series" / "loss.parquet"),
+    "deleted parquet": lambda run: (run / "series" / "loss.parquet").unlink(),
+    "deleted verdict.json": lambda run: (run / "verdict.json").unlink(),
+    "forged summary.json": lambda run: (run / "summary.json").write_text('{"final_loss": 0.0, "holds": true}'),
+    "deleted manifest": lambda run: (run / "manifest.json").unlink(),
+    "truncated figure": lambda run: _truncate(next((run / "figures").glob("*.png"))),
+    "garbage prediction": lambda run: _garble(run / "prediction" / "loss.parquet"),
+}
+
+SAME_SIZE = {"garbage parquet", "garbage prediction"}  # found by checksums: show, verify, before any reuse
+
+READS = [["runs"], ["runs", "list", "--json"], ["runs", "list", "--all-columns"],
+         ["runs", "query", "select run_id, status from runs"], ["report"], ["report", "--all"]]
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_a_damaged_run_is_listed_as_damaged_and_recomputed(tmp_path, toys, capsys, case):
+    from lmech import experiments
+
+    store, ids = _toy_store(tmp_path)
+    victim = store.root / "toy-quadratic" / ids[1]
+    DAMAGE[case](victim)
+    for argv in READS + [["runs", "show", ids[1]], ["runs", "show", ids[0]]]:
+        assert main([*argv, "--store", str(store.root)]) == 0, argv  # never a traceback, never a crash
+    capsys.readouterr()
+    main(["runs", "list", "--json", "--store", str(store.root)])
+    rows = {r["run_id"]: r for r in json.loads(capsys.readouterr().out)}
+    if case not in SAME_SIZE:  # listings check sizes and the JSON files' checksums; the rest, every checksum
+        assert rows[ids[1]]["status"] == "damaged" and rows[ids[1]]["damage"]
+    assert store.get(ids[1], full=True).status == "damaged"
+    assert rows[ids[0]]["status"] == rows[ids[2]]["status"] == "done"  # the others are untouched
+    assert not store.is_finished("toy-quadratic", ids[1])
+    assert main(["runs", "verify", "--store", str(store.root)]) == 5
+    assert ids[1] in capsys.readouterr().out
+    exp = experiments.get("toy-quadratic")
+    outcome = experiments.execute(exp, exp.Config(lr=0.2), store=store)  # a rerun recomputes it
+    assert not outcome.cached and outcome.verdict == "holds"
+    assert store.is_finished("toy-quadratic", ids[1]) and all(r.finished for r in store.verify())
+    assert _leftovers(store.root) == []
+
+
+def test_a_deleted_verdict_is_never_reported_as_a_violated_law(tmp_path, toys):
+    from lmech import experiments
+
+    store, ids = _toy_store(tmp_path, lrs=(0.1,))
+    (store.root / "toy-quadratic" / ids[0] / "verdict.json").unlink()
+    exp = experiments.get("toy-quadratic")
+    outcome = experiments.execute(exp, exp.Config(lr=0.1), store=store)
+    assert outcome.verdict == "holds" and not outcome.cached
+
+
+def test_stray_folders_and_copies_never_break_the_listing(tmp_path, toys, capsys):
+    store, ids = _toy_store(tmp_path)
+    root = store.root
+    stray = root / "toy-quadratic" / "0123456789abcdef"
+    stray.mkdir()
+    (stray / "status.json").write_text('{"status": "done"}')
+    (root / "other-law" / "deadbeefdeadbeef").mkdir(parents=True)
+    (root / "other-law" / "deadbeefdeadbeef" / "status.json").write_text("null")
+    shutil.copytree(root / "toy-quadratic" / ids[0], root / "toy-quadratic" / f"{ids[0]}-copy")
+    for argv in READS:
+        assert main([*argv, "--store", str(root)]) == 0, argv
+    assert store.get(ids[0]).run_id == ids[0] and store.get(ids[0]).finished  # an exact id is never ambiguous
+    records = {r.path.name: r for r in store.runs()}
+    assert records[f"{ids[0]}-copy"].status == "damaged" and "copied" in records[f"{ids[0]}-copy"].damage
+    assert records["0123456789abcdef"].status == "damaged"
+    assert records["deadbeefdeadbeef"].status == "damaged"
+    capsys.readouterr()
+    assert main(["runs", "verify", "--repair", "--store", str(root)]) == 0
+    assert sorted(r.run_id for r in store.runs()) == sorted(ids)  # the damaged folders moved aside
+    assert len(list((root / ".damaged").glob("*/*"))) == 3
+    assert main(["runs", "verify", "--store", str(root)]) == 0
+
+
+def test_a_sweep_recomputes_a_damaged_run(tmp_path, toys):
+    from lmech.sweeps import LocalExecutor, SweepSpec, plan, run_sweep
+
+    store, ids = _toy_store(tmp_path, lrs=(0.1, 0.2))
+    (store.root / "toy-quadratic" / ids[0] / "series" / "loss.parquet").unlink()
+    sweep = plan(SweepSpec("toy-quadratic", grid=("lr=0.1,0.2",)))
+    report = run_sweep(sweep, store, LocalExecutor(1))
+    assert report.skipped == [ids[1]] and list(report.computed) == [ids[0]]
+    assert all(r.finished for r in store.verify())
+
+
+# -- 3. a kill in the replace window --------------------------------------------------------------
+_REPLACER = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    import lmech.store.runstore as rs
+    from lmech.store import RunStore
+
+    root, mode = Path(sys.argv[1]), sys.argv[2]
+    store = RunStore(root)
+    final = None
+
+    def kill_after(fn):
+        def wrapped(*args, **kwargs):
+            result = fn(*args, **kwargs)
+            if final is not None and result is not False and final in {Path(str(a)) for a in args[:2]}:
+                os.kill(os.getpid(), signal.SIGKILL)  # between the steps of a replacement
+            return result
+        return wrapped
+
+    os.rename, os.replace = kill_after(os.rename), kill_after(os.replace)
+    if hasattr(rs, "_exchange"):
+        rs._exchange = (lambda a, b: False) if mode == "no-exchange" else kill_after(rs._exchange)
+    try:
+        handle = store.begin("toy", {"seed": 0}, {}, force=True)
+    except TypeError:  # a store without force= always replaced
+        handle = store.begin("toy", {"seed": 0}, {})
+    handle.write_json("summary.json", {"version": "new"})
+    handle.write_json("verdict.json", [])
+    final = root / "toy" / handle.run_id
+    handle.finish("done")
+    print("not killed")
+""")
+
+
+@pytest.mark.parametrize("mode", ["exchange", "no-exchange"])
+def test_a_kill_in_the_replace_window_loses_no_run(tmp_path, subprocess_env, mode):
+    root = tmp_path / "lab"
+    store = RunStore(root)
+    old = store.begin("toy", {"seed": 0}, {})
+    old.write_json("summary.json", {"version": "old"})
+    old.write_json("verdict.json", [])
+    final = old.finish("done")
+    proc = subprocess.run([sys.executable, "-c", _REPLACER, str(root), mode], env=subprocess_env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stdout + proc.stderr  # killed between the steps
+    if mode == "exchange":  # at every instant, the old run or the new one is in place, whole
+        rec = RunStore(root).get(final.name, full=True)
+        assert rec is not None and rec.finished and rec.summary["version"] in ("old", "new")
+    restart = RunStore(root)
+    restart.recover()  # the next start repairs what the kill left
+    rec = restart.get(final.name, full=True)
+    assert rec is not None and rec.finished and rec.summary == {"version": "new"}
+    assert _leftovers(root) == [] and len(restart.runs()) == 1
+
+
+def test_a_killed_promotion_is_completed_on_the_next_start(tmp_path, subprocess_env):
+    root = tmp_path / "lab"
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from pathlib import Path
+        from lmech.store import RunStore
+        store = RunStore(Path(sys.argv[1]))
+        handle = store.begin("toy", {"seed": 1}, {})
+        handle.write_json("summary.json", {"v": 1})
+        handle.write_json("verdict.json", [])
+        store._promote = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # complete, never moved
+        handle.finish("done")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script, str(root)], env=subprocess_env, timeout=120)
+    assert proc.returncode == -9
+    store = RunStore(root)
+    assert store.runs() == []
+    assert store.recover()["promoted"] == 1
+    assert [r.summary for r in store.runs()] == [{"v": 1}] and _leftovers(root) == []
+
+
+# -- 5. file-system errors ------------------------------------------------------------------------
+def _fail_writes(monkeypatch, code: int) -> None:
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(files.os, "fsync", refuse)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_a_full_or_read_only_store_exits_5_and_leaks_nothing(tmp_path, toys, monkeypatch, capsys, code):
+    root = tmp_path / "lab"
+    root.mkdir()
+    _fail_writes(monkeypatch, code)
+    assert main(["run", "toy-quadratic", "--store", str(root)]) == 5
+    err = capsys.readouterr().err
+    assert os.strerror(code) in err and "Traceback" not in err
+    assert _leftovers(root) == []
+    monkeypatch.undo()
+    assert RunStore(root).runs() == []
+
+
+def test_a_store_path_that_is_a_file_exits_5_with_a_clear_message(tmp_path, toys, capsys):
+    path = tmp_path / "lab"
+    path.write_text("not a store")
+    for argv in (["run", "toy-quadratic"], ["runs"], ["runs", "show", "abc"], ["runs", "query", "select 1"],
+                 ["runs", "verify"], ["report"], ["report", "--all"],
+                 ["sweep", "toy-quadratic", "--grid", "lr=0.1,0.2", "--workers", "1"]):
+        assert main([*argv, "--store", str(path)]) == 5, argv
+        assert "is a file, not a folder" in capsys.readouterr().err
+    assert path.read_text() == "not a store"
+
+
+def test_report_out_a_folder_exits_5_and_leaks_nothing(tmp_path, toys, capsys):
+    store, _ = _toy_store(tmp_path, lrs=(0.1,))
+    target = tmp_path / "out"
+    target.mkdir()
+    assert main(["report", "--store", str(store.root), "--out", str(target)]) == 5
+    assert "Traceback" not in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+
+
+def test_a_sweep_on_a_filling_disk_keeps_its_finished_runs_and_exits_5(tmp_path, toys, monkeypatch, capsys):
+    import lmech.sweeps.sweep as sweep_module
+
+    root = tmp_path / "lab"
+    real_store_run, stored = sweep_module.store_run, []
+
+    def store_run(store, run, *args, **kwargs):
+        path = real_store_run(store, run, *args, **kwargs)
+        stored.append(run.run_id)
+        if len(stored) == 2:  # the disk is full from here on
+            _fail_writes(monkeypatch, errno.ENOSPC)
+        return path
+
+    monkeypatch.setattr(sweep_module, "store_run", store_run)
+    argv = ["sweep", "toy-quadratic", "--grid", "lr=0.1,0.2,0.3,0.4,0.5,0.6", "--workers", "1", "--no-figures",
+            "--store", str(root)]
+    assert main(argv) == 5
+    err = capsys.readouterr().err
+    assert "could not be stored" in err and "No space left" in err
+    monkeypatch.undo()
+    store = RunStore(root)
+    assert sorted(r.run_id for r in store.verify() if r.finished) == sorted(stored)
+    assert _leftovers(root) == []
+    assert main([*argv, "--json"]) == 0  # the rerun computes exactly the missing runs
+    report = json.loads(capsys.readouterr().out)
+    assert report["skipped"] == 2 and report["computed"] == 4
+
+
+# -- 6. untrusted SQL -------------------------------------------------------------------------------
+def test_untrusted_sql_reaches_no_file_network_or_setting(tmp_path, toys, capsys):
+    store, ids = _toy_store(tmp_path, lrs=(0.1,))
+    summary = store.root / "toy-quadratic" / ids[0] / "summary.json"
+    before = summary.read_bytes()
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a,b\n1,2\n")
+    attacks = [f"select * from read_csv('{secret}')", "select * from read_csv('/etc/passwd')",
+               f"select * from glob('{tmp_path}/*')", f"copy (select 1 as x) to '{tmp_path / 'written.csv'}'",
+               f"copy (select 0.0 as final_loss) to '{summary}' (format json)",
+               f"attach '{tmp_path / 'attached.db'}' as other", "install httpfs", "load httpfs",
+               "select * from read_csv('https://example.invalid/data.csv')",
+               "set enable_external_access = true", "set lock_configuration = false",
+               f"select * from read_parquet('{store.root}/*/*/series/*.parquet')",
+               f"export database '{tmp_path / 'exported'}'"]
+    for sql in attacks:
+        assert main(["runs", "query", sql, "--store", str(store.root)]) == 2, sql
+    assert not (tmp_path / "written.csv").exists() and not (tmp_path / "attached.db").exists()
+    assert not (tmp_path / "exported").exists() and summary.read_bytes() == before
+    capsys.readouterr()
+    assert main(["runs", "query", "select run_id, final_loss from runs", "--json", "--store", str(store.root)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["run_id"] for r in rows] == ids and rows[0]["final_loss"] > 0
+
+
+# -- 9. report --all reads each run by id, never scanning the store per id ------------------------
+def test_report_all_reads_each_run_a_bounded_number_of_times(tmp_path, monkeypatch):
+    import lmech.store.runstore as rs
+
+    root = tmp_path / "lab"
+    store = RunStore(root)
+    for seed in range(40):
+        handle = store.begin("toy", {"seed": seed}, {"label": str(seed)})
+        handle.write_json("summary.json", {"x": seed})
+        handle.write_json("verdict.json", [])
+        handle.finish("done")
+    loads, scans = [], []
+    real_load, real_dirs = rs.load_run, RunStore._run_dirs
+    monkeypatch.setattr(rs, "load_run", lambda path, full=False: loads.append(path) or real_load(path, full))
+    monkeypatch.setattr(RunStore, "_run_dirs", lambda self: scans.append(1) or real_dirs(self))
+    start = time.perf_counter()
+    assert main(["report", "--all", "--store", str(root)]) == 0
+    assert len(scans) <= 1 and len(loads) <= 2 * 40, (len(scans), len(loads))  # linear, not quadratic
+    assert time.perf_counter() - start < 60
