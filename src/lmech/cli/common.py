@@ -86,6 +86,7 @@ def store_of(args: argparse.Namespace, *, existing: bool = False):
     from lmech.store import RunStore
 
     store = RunStore(args.store) if getattr(args, "store", None) else RunStore()
+    store.check_root()  # a path that is a file is a storage error (exit 5), not a typo
     if existing and not store.root.is_dir():
         raise BadInput("--store", str(store.root), "an existing run store folder (`lmech run` or `lmech check` "
                        "creates one; $LMECH_STORE or ./lab by default)")

@@ -385,7 +385,8 @@ class RunStore:
         what = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         return StoreError(exc.errno, f"cannot {verb} the run store at {self.root}: {exc.strerror or exc}{what}")
 
-    def _check_root(self) -> None:
+    def check_root(self) -> None:
+        """StoreError if the store path exists and is not a folder."""
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(errno.ENOTDIR, f"the run store path {self.root} is a file, not a folder "
                              "(choose another with --store or LMECH_STORE)")
@@ -397,7 +398,7 @@ class RunStore:
 
         ``force``: the finished run will replace one already in place (else a finished run in place is kept).
         """
-        self._check_root()
+        self.check_root()
         rid = run_id(experiment, config)
         path = self.root / ".partial" / experiment / _attempt_name(rid)
         try:
@@ -510,7 +511,7 @@ class RunStore:
 
     def write_lawbook(self, run_ids: list[str]) -> None:
         """Remember the runs of the last law-book check (what ``lmech report`` shows by default)."""
-        self._check_root()
+        self.check_root()
         try:
             files.write_json(self.root / "lawbook.json", {"runs": run_ids, "time": time.time()})
         except OSError as exc:
@@ -526,7 +527,7 @@ class RunStore:
 
     # -- reading ---------------------------------------------------------------------------------
     def _experiment_dirs(self) -> list[Path]:
-        self._check_root()
+        self.check_root()
         if not self.root.exists():
             return []
         try:
@@ -595,7 +596,7 @@ class RunStore:
 
     def read(self, experiment: str, rid: str, *, full: bool = False) -> RunRecord | None:
         """The run ``rid`` of ``experiment``, read directly by its path (None if there is none)."""
-        self._check_root()
+        self.check_root()
         path = self.root / experiment / rid
         return load_run(path, full) if path.is_dir() else None
 
