@@ -157,3 +157,22 @@ def test_sizes_and_formats_are_bounded(tmp_path):
     _raises(tmp_path / "absent.npz", "an existing file")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     _raises(tmp_path / "junk.npz", "NumPy .npz archive")
+
+
+def test_law_data_checks_the_laws_preconditions(tmp_path):
+    from lmech.data.load import law_data
+
+    gen = np.random.default_rng(0)
+    images, labels = gen.normal(size=(12, 2, 3)), np.array([0, 1, 2, 1] * 3)
+    labels[-1] = 3  # a class seen only after the first n_samples: still one of the one-hot columns
+    np.savez(tmp_path / "d.npz", images=images, digit=labels)
+    data = law_data(str(tmp_path / "d.npz") + "#x=images,y=digit", 8)
+    assert data.x.shape == (8, 6) and data.y.shape == (8, 4) and data.y.dtype == torch.float64
+    assert torch.equal(data.y.argmax(1), torch.as_tensor(labels[:8]))
+    assert law_data(str(tmp_path / "d.npz") + "#x=images,y=digit", 8, loss="labels").y.dtype == torch.int64
+    with pytest.raises(BadInput, match=r"n_samples=13.*at most the 12 examples in d.npz"):
+        law_data(str(tmp_path / "d.npz") + "#x=images,y=digit", 13)
+    np.savez(tmp_path / "f.npz", x=images, y=gen.normal(size=12))
+    assert law_data(str(tmp_path / "f.npz"), 12).y.shape == (12, 1)
+    with pytest.raises(BadInput, match="f.npz: array 'y'.*integer class labels.*cross-entropy"):
+        law_data(str(tmp_path / "f.npz"), 12, loss="labels")

@@ -4,6 +4,6 @@
 (:mod:`lmech.data.load`); laws that train on a dataset take one with ``--set data=PATH``.
 """
 
-from lmech.data.load import Dataset, load, parse_source
+from lmech.data.load import Dataset, law_data, load, parse_source
 
-__all__ = ["Dataset", "load", "parse_source"]
+__all__ = ["Dataset", "law_data", "load", "parse_source"]

@@ -20,7 +20,8 @@ labels (a law with a squared loss one-hot encodes them, see :func:`targets_for_s
 Every value must be a finite number; both arrays need the same number of examples ``n >= 1``.
 
 On the command line a law takes a file as ``--set data=PATH``, or ``data=PATH#x=NAME,y=NAME`` to
-name other arrays or columns (:func:`parse_source`).
+name other arrays or columns (:func:`parse_source`); :func:`law_data` reads it for a law and checks
+the law's own preconditions (enough examples for its full batch, targets of the kind its loss needs).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from torch import Tensor
 
 from lmech.errors import BadInput
 
-__all__ = ["Dataset", "load", "parse_source", "targets_for_squared_loss", "FORMATS", "MAX_BYTES"]
+__all__ = ["Dataset", "load", "law_data", "parse_source", "targets_for_squared_loss", "FORMATS", "MAX_BYTES"]
 
 FORMATS = (".npz", ".pt", ".csv", ".parquet")
 MAX_BYTES = 1 << 30  # 1 GiB of array data: more than a 2-core CPU can train on in a law's budget
@@ -133,6 +134,38 @@ def load(path: str | Path, *, x: Names = "x", y: Names = "y", dtype: torch.dtype
     y_t = torch.as_tensor(ys)
     y_t = y_t.to(dtype) if ys.dtype.kind in "fb" else y_t.to(torch.int64)
     return Dataset(x_t, y_t, path, _sha256(path), _label(x), _label(y))
+
+
+def law_data(source: str, n_samples: int, *, loss: str = "squared", flatten: bool = True,
+             dtype: torch.dtype = torch.float64) -> Dataset:
+    """The first ``n_samples`` examples of a law's ``data=`` file, checked against the law's preconditions.
+
+    ``source`` is ``PATH`` or ``PATH#x=NAME,y=NAME`` (:func:`parse_source`). The file must hold at least
+    ``n_samples`` examples (a law's full batch is its first ``n_samples``, in file order). ``loss`` says
+    what the targets must be: ``"squared"`` -> floating targets ``(n, k)`` (``(n,)`` becomes ``(n, 1)``;
+    integer class labels are one-hot encoded over the classes present in the whole file);
+    ``"labels"`` -> integer class labels ``(n,)`` (cross-entropy). ``flatten`` reshapes inputs to
+    ``(n, d)`` for laws whose model is an MLP. Raises BadInput (exit 2 on the command line) naming the
+    file, the array or column, or ``n_samples``.
+    """
+    path, names = parse_source(source)
+    data = load(path, dtype=dtype, **names)
+    n = len(data)
+    if n < n_samples:
+        raise BadInput("n_samples", n_samples, f"at most the {n} examples in {path.name} (a law's full batch is "
+                       "the first n_samples examples of its data file)")
+    where = _where(path, data.y_name)
+    if loss == "squared":
+        y = targets_for_squared_loss(data.y, where=where).to(dtype)
+    elif loss == "labels":
+        if data.y.dtype.is_floating_point or data.y.ndim != 1 or int(data.y.min()) < 0:
+            raise BadInput(where, f"{data.y.dtype} array of shape {tuple(data.y.shape)}",
+                           "integer class labels 0..C-1 of shape (n,) (this law's loss is cross-entropy)")
+        y = data.y
+    else:
+        raise BadInput("loss", loss, "'squared' or 'labels'")
+    x = data.x.reshape(n, -1) if flatten else data.x
+    return Dataset(x[:n_samples], y[:n_samples], data.path, data.sha256, data.x_name, data.y_name)
 
 
 def targets_for_squared_loss(y: Tensor, *, where: str = "y", num_classes: int | None = None) -> Tensor:
