@@ -19,11 +19,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --no-compile -c constraints.txt -e ".[dev,ray]"
 	touch $(STAMP)
 
+# The tutorials' Jupyter stack (jupytext, nbclient, ipykernel), for `make test` only: `make run` does not wait for it.
+$(VENV)/.tutorials: $(STAMP)
+	$(PIP) install --no-compile -c constraints.txt -e ".[tutorials]"
+	touch $(VENV)/.tutorials
+
 run: venv
 	$(BIN)/lmech check --quick
 
 # Two test processes (pytest-xdist): a law-book entry computed by one is shared with the other (tests/conftest.py).
-test: venv
+test: venv $(VENV)/.tutorials
 	$(BIN)/python -m pytest -q -n 2
 
 bench: venv

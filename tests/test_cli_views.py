@@ -155,3 +155,17 @@ def test_run_entry_runs_a_law_book_entry_and_names_the_entries_otherwise(capsys)
     assert main(["run", "edge-of-stability", "--quick", "--entry", "nope"]) == 2
     err = capsys.readouterr().err
     assert "nope" in err and all(repr(lb) in err for lb in quick)
+
+
+@pytest.mark.parametrize("name", names())
+def test_declared_criteria_match_the_verdicts(name, quick_run):
+    """A law that declares its criteria (``Experiment.criteria``) judges exactly those, with those tolerances."""
+    declared = {c.key: c for c in get(name).criteria()}
+    if not declared:
+        pytest.skip(f"{name} declares no criteria (optional): `lmech list {name}` shows its stored runs' instead")
+    _, _, verdicts, _ = quick_run(name)
+    assert {v.key for v in verdicts} == set(declared)
+    for v in verdicts:
+        tol = declared[v.key].tolerance
+        assert v.tolerance == (tuple(map(float, tol)) if isinstance(tol, (list, tuple)) else float(tol))
+        assert v.why

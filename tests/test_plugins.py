@@ -142,3 +142,15 @@ def test_a_plugin_law_in_every_command(plugin_root, tmp_path, monkeypatch, capsy
     assert order == ["0.1", "0.1", "0.2", "0.2", "0.4", "0.4"]
     sid = sweep_html.stem
     assert main(["report", "--sweep", sid[:6], "--out", str(tmp_path / "sweep.html")]) == 0
+
+
+def test_the_documented_law_judges_what_it_declares(plugin_root):
+    from lmech.experiments import get
+    from lmech.experiments.runner import compute
+
+    importlib.import_module("my_lab.laws")
+    law = get("lsq-gd")
+    verdicts = compute(law, law.quick_config())[2]
+    declared = {c.key: c for c in law.criteria()}
+    assert [v.key for v in verdicts] == list(declared)
+    assert all(v.tolerance == declared[v.key].tolerance and v.why == declared[v.key].why for v in verdicts)
