@@ -33,6 +33,7 @@ from lmech.config import (
     spec,
 )
 from lmech.data.digits import digits
+from lmech.data.load import law_data, parse_source
 from lmech.data.synthetic import chebyshev_regression
 from lmech.devices import resolve_device, resolve_dtype
 from lmech.errors import BadInput
@@ -63,6 +64,9 @@ def adam_threshold(lr: float, beta1: float) -> float:
 class _EoSBase(RunConfig):
     dataset: str = spec("digits", "'digits' (first n_samples scikit-learn digits, standardized, one-hot) or "
                         "'chebyshev' (T6 on n_samples points of [-1, 1])", choices=("digits", "chebyshev"))
+    data: str = spec("", "your own dataset instead (lmech.data.law_data): a .npz/.pt/.csv/.parquet file with arrays "
+                     "or columns x and y (PATH#x=NAME,y=NAME for others); its first n_samples examples are the "
+                     "full batch, used as given; integer labels are one-hot encoded. Empty: the built-in dataset")
     n_samples: int = spec(1000, "training examples (full batch)", min=2, max=2**16)
     width: int = spec(100, "width of each hidden layer", min=1, max=MAX_WIDTH)
     depth: int = spec(2, "number of hidden layers", min=1, max=16)
@@ -82,11 +86,14 @@ class _EoSBase(RunConfig):
 
     def check(self) -> None:
         super().check()
-        if self.dataset == "digits" and self.n_samples > 1797:
+        if self.dataset == "digits" and self.n_samples > 1797 and not self.data:
             raise BadInput("n_samples", self.n_samples, "<= 1797 (scikit-learn digits)")
         if self.top_k > self.lanczos_max_iter:
             raise BadInput("lanczos_max_iter", self.lanczos_max_iter, f">= top_k = {self.top_k}")
         d_in, d_out = (64, 10) if self.dataset == "digits" else (1, 1)
+        if self.data:  # the file and the law's preconditions (full batch, squared-loss targets), before any work
+            x, y = law_data(self.data, self.n_samples)
+            d_in, d_out = x.shape[1], y.shape[1]
         params = mlp_parameters(d_in, self.width, self.depth, d_out)
         check_budget("width", self.width, params, MAX_PARAMETERS, "parameters of the network")
         if self.top_k > params:
@@ -102,9 +109,16 @@ class _EoSBase(RunConfig):
 
 
 def _data(cfg: _EoSBase) -> tuple[torch.Tensor, torch.Tensor]:
+    if cfg.data:
+        data = law_data(cfg.data, cfg.n_samples)
+        return data.x, data.y
     if cfg.dataset == "digits":
         return digits(cfg.n_samples)
     return chebyshev_regression(cfg.n_samples, degree=6)
+
+
+def _data_name(cfg: _EoSBase) -> str:
+    return parse_source(cfg.data)[0].name if cfg.data else cfg.dataset
 
 
 def _model(cfg: _EoSBase, x: torch.Tensor, y: torch.Tensor) -> torch.nn.Module:
@@ -326,7 +340,7 @@ class EdgeOfStability(Experiment):
 
     def figures(self, config: EdgeOfStabilityConfig, prediction: Result, measurement: Result, outdir: Path):
         return [_figure(config, prediction, measurement, outdir / f"edge-of-stability-{config.dataset}.png",
-                        "2/η", title=f"GD on {config.dataset}")]
+                        "2/η", title=f"GD on {_data_name(config)}")]
 
 
 CHEBYSHEV_LRS = (0.15, 0.2, 0.25)
@@ -483,7 +497,7 @@ class EdgeOfStabilityAdam(Experiment):
             ax_ratio.plot(sel_s["step"], sel_s["ratio"], color=color, label=label, **P.MEASURED)
         ax_ratio.axhline(1.0, **P.THEORY, label="(2+2β1)/((1−β1)η)")
         ax_ratio.axhspan(1 - config.tolerance, 1 + config.tolerance, color="grey", alpha=0.12)
-        ax_loss.set(yscale="log", xlabel="step", ylabel="training loss", title=f"Adam on {config.dataset}: loss")
+        ax_loss.set(yscale="log", xlabel="step", ylabel="training loss", title=f"Adam on {_data_name(config)}: loss")
         ax_ratio.set(xlabel="step", ylabel="λ1(P⁻¹H) / threshold",
                      title="preconditioned sharpness / Adam threshold (dashed: theory)")
         ax_loss.legend(fontsize=7, frameon=False)

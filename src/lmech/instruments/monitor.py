@@ -121,7 +121,9 @@ class Monitor:
 
     ``every`` is an int ``k`` (record when ``step % k == 0``) or a callable ``step -> bool``.
     ``mode="eval"`` (default) shows the probes a deterministic network (dropout off, BatchNorm
-    running statistics); ``mode="train"`` leaves the modules as the loop set them. ``seconds``
+    running statistics); ``mode="train"`` leaves the modules as the loop set them for the probes'
+    own forward passes (``LossProbe``, custom probes), while lmech's instruments (curvature, eNTK,
+    noise scale) measure in eval mode whatever the mode (:mod:`lmech.instruments._mode`). ``seconds``
     accumulates the wall time spent observing.
     """
 
