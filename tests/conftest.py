@@ -11,6 +11,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    """Every test process computes on one torch thread: the suite runs as 2 pytest-xdist processes on the
+    2-core CI machine, and the small models here are fastest that way (two threads per process
+    oversubscribe the cores, 5-20x slower under load). Laws pin their own count while they run."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def store_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh store folder, also exported as LMECH_STORE for the CLI."""
