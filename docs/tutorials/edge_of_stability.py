@@ -45,7 +45,7 @@ def train(lr: float, steps: int, seed: int = 0):
     return np.array(losses), monitor.frame()
 
 
-runs = {lr: train(lr, 1500) for lr in (0.1, 0.2)}
+runs = {lr: train(lr, 1500) for lr in (0.1, 0.13)}  # 2/η = 20 and 15.4, above the initial sharpness (about 13)
 
 # %%
 fig, (ax_loss, ax_sharp) = plt.subplots(1, 2, figsize=(11, 3.8))
