@@ -63,7 +63,8 @@ counterexample of both criteria is d = 3 (n = 40–160, 10 trials: worst-n gap 0
 0.045–0.057, seeds 0–4).
 
 Cost (quick config): 9–12 s of CPU on one core (seeds 0–4, measured with the machine loaded, load average ≈ 8
-on 2 cores).
+on 2 cores). The default config (n up to 640, 100 trials, 2000 test points): 51 s of CPU; at seed 0 it holds
+(worst-n gap 2.3%, learnabilities within 0.0024).
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ Measured (quick config: n = 40…320, 40 trials per n and setting, seeds 0–4):
 Δ(12)/Δ(3) between −0.01 and 0.08 (≤ 0.25). Counterexamples (their configs, seeds 0–4): at n ≤ 8 the d = 3
 lower bound is −0.06–0.03 (violated), from d = 3 to 4 the departure only halves (ratio 0.38–0.47, violated),
 and the Gaussian control raised by 25% is violated. Cost: 12–15 s of CPU on one core (machine loaded, load
-average ≈ 8 on 2 cores).
+average ≈ 8 on 2 cores). The default config (50 trials, 1000 test points): 21 s of CPU; at seed 0 it holds
+(χ²/k 0.47, lower bound 0.67, ratio 0.05).
 """
 
 from __future__ import annotations

@@ -57,7 +57,9 @@ Verdicts (numbers measured on the quick config, widths 256 and 1024, seeds 0–4
    same stop), which adds the eNTK's O(1/√h) deviation, is reported (0.03–0.05 at h = 1024, 0.05–0.11 at 256).
 
 Cost (quick config): 6–10 s of CPU on one core (measured with the machine loaded, load average ≈ 8 on 2
-cores; wall time 50–95 s there).
+cores; wall time 50–95 s there). The default config (widths 256, 1024, 4096; α√h = 0.03 … 100): 29 s of CPU;
+at seed 0 it holds (weight factor 1.10, p = 0.476, kernel factor 1.40, tail ratio 1.11, crossover 0.25,
+corner distance 0.0004).
 """
 
 from __future__ import annotations
