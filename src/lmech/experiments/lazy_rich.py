@@ -58,7 +58,7 @@ Verdicts (numbers measured on the quick config, widths 256 and 1024, seeds 0–4
 
 Cost (quick config): 6–10 s of CPU on one core (measured with the machine loaded, load average ≈ 8 on 2
 cores; wall time 50–95 s there). The default config (widths 256, 1024, 4096; α√h = 0.03 … 100): 29 s of CPU;
-at seed 0 it holds (weight factor 1.10, p = 0.476, kernel factor 1.40, tail ratio 1.11, crossover 0.25,
+at seed 0 it holds (weight factor 1.10, |p − ½| = 0.024, kernel factor 1.40, tail ratio 1.11, crossover 0.25,
 corner distance 0.0004).
 """
 
