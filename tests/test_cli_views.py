@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import shlex
 from types import SimpleNamespace
 
 import pandas as pd
@@ -130,7 +131,7 @@ def test_list_shows_the_config_run_uses_its_entries_and_criteria(name, capsys, s
     books = {"quick": dict(exp.lawbook(quick=True)), "full": dict(exp.lawbook(quick=False))}
     assert len(info["entries"]) == sum(len(b) for b in books.values())
     for entry in info["entries"]:  # each entry's command runs exactly that entry's config
-        args = parser().parse_args(entry["command"].split()[1:])
+        args = parser().parse_args(shlex.split(entry["command"])[1:])
         assert to_dict(config_of(exp, args)) == to_dict(books[entry["book"]][entry["label"]]) == entry["config"]
     assert isinstance(info["criteria"], list) and info["criteria_source"]
     declared = [c.key for c in exp.criteria()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 from typing import Any
 
 from rich.text import Text
@@ -33,7 +34,7 @@ def entries_of(exp) -> list[dict[str, Any]]:
         base = exp.quick_config() if quick else exp.default_config()
         for label, config in exp.lawbook(quick=quick):
             flag = " --quick" if quick else ""
-            entry = f" --entry {label}" if label else ""
+            entry = f" --entry {shlex.quote(label)}" if label else ""
             rows.append({"book": book, "label": label, "command": f"lmech run {exp.name}{flag}{entry}",
                          "differs": _diff(config, base), "config": to_dict(config)})
     return rows

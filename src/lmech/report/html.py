@@ -86,8 +86,8 @@ def _books_text(kinds: Sequence[dict[str, str]]) -> str:
     books = [k["book"] for k in kinds]
     if not books:
         return "no runs"
-    names = {"quick": "the quick law-book configs (`lmech check`, `--quick`)",
-             "full": "the full law-book configs (`lmech check --full`: the published settings scaled to a CPU)",
+    names = {"quick": "the quick law-book configs (as lmech check runs them)",
+             "full": "the full law-book configs (lmech check --full: the published settings scaled to a CPU)",
              "custom": "custom configs", "unknown": "configs of laws not loaded here"}
     if len(set(books)) == 1:
         return f"All {len(books)} runs used {names[books[0]]}."
