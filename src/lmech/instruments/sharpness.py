@@ -227,6 +227,12 @@ class SharpnessTracker:
         self.history.append(record)
         return record
 
+    @property
+    def vectors(self) -> Tensor | None:
+        """The last measurement's Ritz vectors, ``(P, k)``, columns in the order of ``lambda_1..k``
+        (orthonormal, flat in the order of the model's trainable parameters); None before the first."""
+        return self._trail[-1] if self._trail else None
+
     def _start(self) -> Tensor | None:
         r"""The warm start: the previous Ritz vectors, moved along their path when it is smooth.
 
