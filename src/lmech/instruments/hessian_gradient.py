@@ -28,8 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from lmech.errors import BadInput
+from lmech.instruments._mode import measuring
 from lmech.instruments._params import flatten, num_parameters, trainable_parameters, unflatten
-from lmech.instruments.curvature import check_batch, eval_mode
+from lmech.instruments.curvature import check_batch
 
 __all__ = ["HessianFormGradients", "hessian_form_gradients", "sharpness_gradient"]
 
@@ -75,7 +76,8 @@ def hessian_form_gradients(
     :class:`~lmech.instruments.curvature.HessianOperator` and
     :class:`~lmech.instruments.sharpness.SharpnessTracker` use). Cost: one gradient with its graph,
     ``k`` Hessian-vector products with theirs, and ``k(k+1)/2`` backward passes through them. The
-    model is evaluated in eval mode on the full batch; float64 is advised (third derivatives lose
+    model is evaluated as every instrument evaluates it (:func:`lmech.instruments._mode.measuring`: eval
+    mode, differentiable attention) on the full batch; float64 is advised (third derivatives lose
     about three digits more than gradients to round-off).
     """
     params = trainable_parameters(model)
@@ -84,7 +86,7 @@ def hessian_form_gradients(
     if check:
         check_batch(model, loss_fn, inputs, targets)
     k = u.shape[1]
-    with eval_mode(model), torch.enable_grad():
+    with measuring(model), torch.enable_grad():
         loss = loss_fn(model(inputs), targets)
         grads = torch.autograd.grad(loss, params, create_graph=True)
         hvps = []
