@@ -274,10 +274,15 @@ class _Damaged(Exception):
     """A run folder failed a check (the message is the reason)."""
 
 
-def _read_checked(path: Path, rel: str, entry: dict) -> Any:
+def _read(base: str, rel: str) -> bytes:
+    with open(os.path.join(base, rel), "rb") as fh:
+        return fh.read()
+
+
+def _read_checked(base: str, rel: str, entry: dict) -> Any:
     """A JSON file of a run, checked against its manifest entry (size, SHA-256, type)."""
     try:
-        data = (path / rel).read_bytes()
+        data = _read(base, rel)
     except FileNotFoundError:
         raise _Damaged(f"{rel} is missing") from None
     if len(data) != entry.get("size") or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
@@ -296,8 +301,9 @@ def _inspect(path: Path, full: bool, experiment: str | None = None, rid: str | N
     ``experiment`` (default: the folder's own name and its parent's)."""
     experiment = path.parent.name if experiment is None else experiment
     rid = path.name if rid is None else rid
+    base = os.fspath(path)
     try:
-        manifest = json.loads((path / MANIFEST).read_bytes())
+        manifest = json.loads(_read(base, MANIFEST))
     except FileNotFoundError:
         raise _Damaged("no checksum manifest (the run was cut short, or written by an older lmech)") from None
     except ValueError as exc:
@@ -309,18 +315,20 @@ def _inspect(path: Path, full: bool, experiment: str | None = None, rid: str | N
         if rel not in entries:
             raise _Damaged(f"{rel} is not in the manifest")
     for rel, entry in entries.items():
+        if rel.startswith("/") or ".." in rel.split("/"):
+            raise _Damaged(f"{MANIFEST} names a file outside the run ({rel})")
         if rel in _JSON:
             continue
-        target = path / rel
+        target = os.path.join(base, rel)
         try:
-            size = target.stat().st_size
+            size = os.stat(target).st_size
         except FileNotFoundError:
             raise _Damaged(f"{rel} is missing") from None
         if size != entry.get("size"):
             raise _Damaged(f"{rel} has {size} bytes, the manifest says {entry.get('size')} (truncated or altered)")
-        if full and files.sha256(target) != entry.get("sha256"):
+        if full and files.sha256(Path(target)) != entry.get("sha256"):
             raise _Damaged(f"{rel} does not match its checksum (altered)")
-    loaded = {rel: _read_checked(path, rel, entries[rel]) if rel in entries else _JSON[rel]() for rel in _JSON}
+    loaded = {rel: _read_checked(base, rel, entries[rel]) if rel in entries else _JSON[rel]() for rel in _JSON}
     meta, status = loaded["config.json"], loaded["status.json"]
     if meta.get("run_id") != rid:
         raise _Damaged(f"the folder is named {rid} but holds run {meta.get('run_id')} (copied or renamed)")
@@ -360,12 +368,13 @@ def load_run(path: Path, full: bool = False) -> RunRecord:
                      meta=meta, status_info={"status": DAMAGED, "damage": reason}, damage=reason)
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def _stamp(path: Path) -> tuple[int, ...] | None:
+    """What changes when a file is replaced or rewritten: inode, size, modification and change times."""
     try:
         st = path.stat()
     except OSError:
         return None
-    return st.st_ino, st.st_mtime_ns
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 class RunStore:
@@ -374,6 +383,7 @@ class RunStore:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_root()
         self._recovered = False
+        self._cache: dict[Path, tuple[tuple[int, ...], RunRecord]] = {}
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"
@@ -526,6 +536,20 @@ class RunStore:
         return [r for r in runs if isinstance(r, str)] if isinstance(runs, list) else None
 
     # -- reading ---------------------------------------------------------------------------------
+    def _load(self, path: Path, full: bool = False) -> RunRecord:
+        """:func:`load_run`, remembered while the run's manifest is the same file (a listing followed by
+        lookups reads each run once). ``full`` checks always read every file again."""
+        if full:
+            return load_run(path, True)
+        stamp = _stamp(path / MANIFEST)
+        hit = self._cache.get(path)
+        if hit is not None and stamp is not None and hit[0] == stamp:
+            return hit[1]
+        record = load_run(path)
+        if record.damage is None and stamp is not None and _stamp(path / MANIFEST) == stamp:
+            self._cache[path] = (stamp, record)
+        return record
+
     def _experiment_dirs(self) -> list[Path]:
         self.check_root()
         if not self.root.exists():
@@ -548,7 +572,7 @@ class RunStore:
 
     def runs(self, experiment: str | None = None, *, full: bool = False) -> list[RunRecord]:
         """Every stored run (done, failed, diverged or damaged), optionally of one experiment."""
-        return [load_run(p, full) for p in self._run_dirs() if experiment is None or p.parent.name == experiment]
+        return [self._load(p, full) for p in self._run_dirs() if experiment is None or p.parent.name == experiment]
 
     def running(self) -> list[dict[str, Any]]:
         """Attempts in progress, or left behind by a process that died (their pid is given)."""
@@ -585,20 +609,20 @@ class RunStore:
         """The run with this id (an exact id, or a unique prefix), or None; damaged runs come back as such."""
         matches = self.find(rid)
         if len(matches) > 1:
-            intact = [m for m in matches if load_run(m).damage is None]
+            intact = [m for m in matches if self._load(m).damage is None]
             if len(intact) == 1:
                 matches = intact
             else:
                 from lmech.errors import BadInput
 
                 raise BadInput("run id", rid, f"a unique prefix (matches {', '.join(p.name for p in matches)})")
-        return load_run(matches[0], full) if matches else None
+        return self._load(matches[0], full) if matches else None
 
     def read(self, experiment: str, rid: str, *, full: bool = False) -> RunRecord | None:
         """The run ``rid`` of ``experiment``, read directly by its path (None if there is none)."""
         self.check_root()
         path = self.root / experiment / rid
-        return load_run(path, full) if path.is_dir() else None
+        return self._load(path, full) if path.is_dir() else None
 
     def is_finished(self, experiment: str, rid: str) -> bool:
         """True if the run is in place, intact (every checksum) and done or diverged: a rerun skips it."""
