@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import machine, record  # noqa: E402
 from _timing import best_time, median_time  # noqa: E402
-
 from lmech.laws import scaling  # noqa: E402
 from lmech.laws.lbfgs import lbfgs_batch  # noqa: E402
 

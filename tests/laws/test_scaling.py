@@ -202,3 +202,37 @@ def test_bootstrap_reports_progress_in_chunks():
     fit = fit_scaling(*synthetic(0.01), bootstrap=30, chunk=8, progress=rec,
                       starts=chinchilla_grid()[::45])  # 100 starts: this test is about the bookkeeping
     assert rec.total == 30 and rec.done == 30 and fit.bootstrap.shape == (30, 5)
+
+
+def test_cluster_bootstrap_resamples_whole_groups(monkeypatch):
+    """With groups, every replicate weights the runs of a group alike (a whole group drawn k times), and
+    the intervals widen when the groups carry shared noise that the run-level bootstrap ignores."""
+    import lmech.laws.scaling as scaling
+
+    seen = []
+    real = scaling._best_starts
+
+    def spy(problem, x0, groups, n_groups, **kw):
+        if problem.weights is not None:
+            seen.append(problem.weights.copy())
+        return real(problem, x0, groups, n_groups, **kw)
+
+    monkeypatch.setattr(scaling, "_best_starts", spy)
+    Ng, Dg = np.meshgrid(np.logspace(7, 9, 6), np.logspace(9, 11, 5))
+    N, D = Ng.ravel(), Dg.ravel()
+    rng = np.random.default_rng(0)
+    model_noise = rng.normal(0, 0.03, 6)  # one offset per model size, shared by its five runs
+    L = TRUE.loss(N, D) * np.exp(model_noise[np.searchsorted(np.logspace(7, 9, 6), N)] + rng.normal(0, 0.003, N.shape))
+    groups = np.round(np.log10(N), 6)
+    small = chinchilla_grid()[::15]
+    clustered = fit_scaling(N, D, L, bootstrap=60, groups=groups, starts=small)
+    weights = np.concatenate(seen)  # rows in the fit's canonical order (sorted by N, D, L)
+    sorted_groups = groups[np.lexsort((L, D, N))]
+    for g in np.unique(groups):
+        members = weights[:, sorted_groups == g]
+        assert np.all(members == members[:, :1])  # a group is drawn whole
+    assert np.all(weights.sum(axis=1) == len(N))
+    pointwise = fit_scaling(N, D, L, bootstrap=60, starts=small)
+    lo_c, hi_c = clustered.predict_interval(1e10, 1e11, level=0.9, kind="confidence")
+    lo_p, hi_p = pointwise.predict_interval(1e10, 1e11, level=0.9, kind="confidence")
+    assert hi_c - lo_c > hi_p - lo_p

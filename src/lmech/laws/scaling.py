@@ -425,7 +425,7 @@ def _best_starts(problem: _Problem, x0: np.ndarray, groups: np.ndarray, n_groups
 
 def fit_scaling(N, D, L, *, bootstrap: int = 0, seed: int = 0, delta: float = HUBER_DELTA,
                 starts: np.ndarray | None = None, bootstrap_starts: int = 4, objective_scale: float = 1.0,
-                chunk: int = 100, progress=None, pruning: dict | None = None) -> ScalingFit:
+                chunk: int = 100, progress=None, pruning: dict | None = None, groups=None) -> ScalingFit:
     """Fit L(N, D) = E + A/N^α + B/D^β to runs (N_i, D_i, L_i) as Besiroglu et al. 2024 do (module
     docstring): Huber loss (``delta``) on log-loss residuals, L-BFGS from every row of ``starts``
     (default: the 4,500 points of :func:`chinchilla_grid`), Newton polish of the best five ends.
@@ -436,7 +436,9 @@ def fit_scaling(N, D, L, *, bootstrap: int = 0, seed: int = 0, delta: float = HU
     replicates are solved ``chunk`` at a time in one batch each, reporting to ``progress``
     (``start(total, description)``, ``advance(n)``). ``objective_scale`` multiplies the objective (the
     fit does not depend on it; tests check that). ``pruning``: options of the batched L-BFGS (default
-    ``PRUNING``; ``{}`` runs every start to convergence).
+    ``PRUNING``; ``{}`` runs every start to convergence). ``groups``: a label per run; runs that share
+    one training (e.g. the checkpoints of one model) share its noise, so the bootstrap then resamples
+    whole groups (the cluster bootstrap, Davison & Hinkley 1997, §3.8) instead of single runs.
     """
     N, D, L = check_runs(N, D, L)
     if not delta > 0:
@@ -448,8 +450,13 @@ def fit_scaling(N, D, L, *, bootstrap: int = 0, seed: int = 0, delta: float = HU
     grid = chinchilla_grid() if starts is None else np.atleast_2d(np.asarray(starts, float))
     if grid.ndim != 2 or grid.shape[1] != 5 or len(grid) == 0:
         raise BadInput("starts", f"an array of shape {grid.shape}", "rows (a, b, e, alpha, beta)")
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != N.shape:
+            raise BadInput("groups", f"an array of shape {groups.shape}", f"one label per run ({len(N)})")
     order = np.lexsort((L, D, N))  # a canonical row order: the bootstrap's resamples do not depend on the input's
     N, D, L = N[order], D[order], L[order]
+    cluster = None if groups is None else np.unique(groups[order], return_inverse=True)[1]
     problem = _Problem(N, D, L, delta, objective_scale)
     pruning = PRUNING if pruning is None else pruning
     theta, fbest, res = _best_starts(problem, grid, np.zeros(len(grid), dtype=np.int64), 1,
@@ -461,17 +468,24 @@ def fit_scaling(N, D, L, *, bootstrap: int = 0, seed: int = 0, delta: float = HU
     fit = ScalingFit(law=law, objective=float(fbest[0] / objective_scale), n_points=len(N), residuals=residuals,
                      delta=delta, seed=seed, starts=res.counts())
     if bootstrap:
-        fit.bootstrap = _bootstrap(problem, theta, grid, bootstrap, seed, bootstrap_starts, chunk, progress, pruning)
+        fit.bootstrap = _bootstrap(problem, theta, grid, bootstrap, seed, bootstrap_starts, chunk, progress, pruning,
+                                   cluster)
     return fit
 
 
 def _bootstrap(problem: _Problem, theta: np.ndarray, grid: np.ndarray, n_boot: int, seed: int, n_starts: int,
-               chunk: int, progress, pruning: dict) -> np.ndarray:
-    """``n_boot`` replicates: resampled counts as weights, starts = the point estimate plus ``n_starts``
-    rows of the grid, solved ``chunk`` replicates per batch."""
+               chunk: int, progress, pruning: dict, cluster: np.ndarray | None = None) -> np.ndarray:
+    """``n_boot`` replicates: resampled counts as weights (of runs, or of whole clusters when ``cluster``
+    labels the runs 0..G−1), starts = the point estimate plus ``n_starts`` rows of the grid, solved
+    ``chunk`` replicates per batch."""
     rng = np.random.default_rng(seed)
     n = len(problem.lnL)
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(float)
+    if cluster is None:
+        counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)]).astype(float)
+    else:
+        G = int(cluster.max()) + 1
+        per_group = np.stack([np.bincount(rng.integers(0, G, G), minlength=G) for _ in range(n_boot)])
+        counts = per_group[:, cluster].astype(float)
     picks = rng.integers(0, len(grid), size=(n_boot, n_starts))
     if progress is not None:
         progress.start(n_boot, "bootstrap")
