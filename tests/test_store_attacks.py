@@ -413,3 +413,44 @@ def test_report_all_reads_each_run_a_bounded_number_of_times(tmp_path, monkeypat
     assert main(["report", "--all", "--store", str(root)]) == 0
     assert len(scans) <= 1 and len(loads) <= 2 * 40, (len(scans), len(loads))  # linear, not quadratic
     assert time.perf_counter() - start < 60
+
+
+# -- 4. a diverged run is a result, even when its figure code fails on the cut series -------------
+def test_a_diverged_run_whose_figures_fail_is_stored_as_diverged(tmp_path):
+    from dataclasses import dataclass
+
+    import pandas as pd
+
+    from lmech.config import spec
+    from lmech.experiments.base import Experiment, Result, RunConfig
+    from lmech.experiments.runner import execute
+
+    @dataclass(frozen=True)
+    class BlowUpConfig(RunConfig):
+        steps: int = spec(20, "steps", min=1, max=100)
+
+    class BlowUp(Experiment):
+        name, law, citation, Config = "blow-up", "x_t = 10^t overflows", "test", BlowUpConfig
+
+        def quick_config(self):
+            return BlowUpConfig()
+
+        def predict(self, config):
+            return Result(summary={"rate": 10.0})
+
+        def measure(self, config, progress=None):
+            losses = [1e30 ** t if t < 11 else float("inf") for t in range(12)]  # inf at t = 11
+            return Result(series={"loss": pd.DataFrame({"step": range(11), "loss": losses[:11]})}, diverged_at=11)
+
+        def verdict(self, config, prediction, measurement):
+            return [self.make_verdict("k", "q", 1.0, float("nan"), float("nan"), 1.0, why="test")]
+
+        def figures(self, config, prediction, measurement, outdir):
+            (outdir / "first.png").write_bytes(b"\x89PNG drawn before the failure")
+            raise ValueError("cannot draw past the divergence")
+
+    outcome = execute(BlowUp(), BlowUpConfig(), store=RunStore(tmp_path / "lab"))
+    assert outcome.status == "diverged" and outcome.error is None, outcome.traceback
+    assert "ValueError" in outcome.summary["figure_error"]
+    assert [p.name for p in outcome.figures] == ["first.png"]
+    assert RunStore(tmp_path / "lab").get(outcome.run_id, full=True).status == "diverged"

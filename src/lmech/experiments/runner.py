@@ -154,7 +154,15 @@ def compute(experiment: Experiment, config: RunConfig, progress: Progress | None
     figures: list[Path] = []
     if figures_dir is not None:
         figures_dir.mkdir(parents=True, exist_ok=True)
-        figures = list(experiment.figures(config, prediction, measurement, figures_dir))
+        try:
+            figures = list(experiment.figures(config, prediction, measurement, figures_dir))
+        except Exception as exc:
+            if measurement.diverged_at is None:
+                raise
+            # A diverged run is a result: figures draw what exists, and a drawing that fails on the cut
+            # series never turns the result into a crash (the error is kept in the summary).
+            figures = sorted(figures_dir.glob("*.png"))
+            measurement.summary["figure_error"] = f"{type(exc).__name__}: {exc}"
     return prediction, measurement, verdicts, figures
 
 

@@ -335,6 +335,12 @@ class RayExecutor:
             with contextlib.suppress(Exception):
                 ray.shutdown()
             raise
+        except Exception as exc:  # e.g. "the current node timed out during startup" on an overloaded machine
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            what = "a running Ray cluster" if self.address else "a local Ray instance"
+            raise BadInput("--executor", "ray", f"{what} that starts ({type(exc).__name__}: {exc}); "
+                           "try --executor local") from None
 
     def run(self, tasks: Iterable[Task]) -> Iterator[ComputedRun]:
         """Submit every task to Ray; yield each ComputedRun as it completes (``ray.wait``)."""
