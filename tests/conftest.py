@@ -43,6 +43,25 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def toys(monkeypatch):
+    """The test-only law ``toy-quadratic`` (tests/sweep_toys.py), known here and in every worker process."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent))
+    monkeypatch.setenv("LMECH_PLUGINS", "sweep_toys")
+    import sweep_toys
+
+    return sweep_toys
+
+
+@pytest.fixture
+def toy_env(subprocess_env) -> dict[str, str]:
+    """``subprocess_env`` for a child process that knows ``toy-quadratic`` (LMECH_PLUGINS, tests/ on the path)."""
+    env = dict(subprocess_env)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent), *filter(None, [env.get("PYTHONPATH")])])
+    env["LMECH_PLUGINS"] = "sweep_toys"
+    return env
+
+
 _QUICK_CACHE: dict = {}
 
 

@@ -15,17 +15,7 @@ import pytest
 
 from lmech.errors import BadInput
 
-HERE = Path(__file__).resolve().parent
-
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table in /proc")
-
-
-@pytest.fixture
-def toy_env(subprocess_env):
-    env = dict(subprocess_env)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), *filter(None, [env.get("PYTHONPATH")])])
-    env["LMECH_PLUGINS"] = "sweep_toys"
-    return env
 
 
 def _parents() -> dict[int, int]:

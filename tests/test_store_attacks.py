@@ -22,26 +22,6 @@ import pytest
 from lmech.cli import main
 from lmech.store import RunStore, files
 
-HERE = Path(__file__).resolve().parent
-
-
-@pytest.fixture
-def toys(monkeypatch):
-    """The test-only law ``toy-quadratic`` (tests/sweep_toys.py), known here and in every worker."""
-    monkeypatch.syspath_prepend(str(HERE))
-    monkeypatch.setenv("LMECH_PLUGINS", "sweep_toys")
-    import sweep_toys
-
-    return sweep_toys
-
-
-@pytest.fixture
-def toy_env(subprocess_env):
-    env = dict(subprocess_env)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), *filter(None, [env.get("PYTHONPATH")])])
-    env["LMECH_PLUGINS"] = "sweep_toys"
-    return env
-
 
 def _toy_store(tmp_path: Path, lrs=(0.1, 0.2, 0.3)) -> tuple[RunStore, list[str]]:
     from lmech import experiments

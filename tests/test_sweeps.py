@@ -25,16 +25,6 @@ from lmech.sweeps import files as sweep_files
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture
-def toys(monkeypatch):
-    """The test-only law ``toy-quadratic``, known here and in every worker process."""
-    monkeypatch.syspath_prepend(str(HERE))
-    monkeypatch.setenv("LMECH_PLUGINS", "sweep_toys")
-    import sweep_toys
-
-    return sweep_toys
-
-
 # -- grids -----------------------------------------------------------------------------------------
 def test_grid_axes_match_numpy_references(toys):
     cls = toys.ToyConfig

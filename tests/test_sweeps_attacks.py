@@ -5,23 +5,11 @@ from __future__ import annotations
 
 import time
 import tracemalloc
-from pathlib import Path
 
 import pytest
 
 from lmech.cli import main
 from lmech.store import RunStore
-
-HERE = Path(__file__).resolve().parent
-
-
-@pytest.fixture
-def toys(monkeypatch):
-    monkeypatch.syspath_prepend(str(HERE))
-    monkeypatch.setenv("LMECH_PLUGINS", "sweep_toys")
-    import sweep_toys
-
-    return sweep_toys
 
 
 @pytest.mark.parametrize("extra,words", [
