@@ -111,6 +111,13 @@ def computed(tmp_path_factory, key: str, compute_fn):
 
 
 @pytest.fixture(scope="session")
+def shared_computed(tmp_path_factory):
+    """``shared_computed(key, compute_fn)``: :func:`computed` for tests (a fixture, since a test module
+    cannot import this conftest by name: ``tests/laws/conftest.py`` shadows it under pytest-xdist)."""
+    return lambda key, compute_fn: computed(tmp_path_factory, key, compute_fn)
+
+
+@pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
     """``quick_run(name, label=None, seed=None)``: (prediction, measurement, verdicts, figures) of a law-book
     entry (the first by default) at its own seed or at ``seed``.
