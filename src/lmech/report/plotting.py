@@ -75,8 +75,19 @@ def legend_below(ax, handles=None, ncol: int = 2, fontsize: float = 7.5) -> None
     ``handles``: the entries (each with its label); by default the axes' labelled artists. Every entry
     should match a line drawn in the panel (use :func:`line_handle` / :func:`theory_handle`).
     """
+    from matplotlib.transforms import offset_copy
+
     if handles is None:
         handles, _ = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol,
+        # anchored a fixed 38 points under the axes: below the tick labels and the x label at any panel size
+        below = offset_copy(ax.transAxes, fig=ax.figure, y=-38, units="points")
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below, ncol=ncol,
                   fontsize=fontsize, frameon=False)
+
+
+def band_handle(label: str, color: str = "grey", alpha: float = 0.15):
+    """The legend entry of a shaded band (``axhspan``) drawn with ``color`` and ``alpha``."""
+    from matplotlib.patches import Patch
+
+    return Patch(color=color, alpha=alpha, label=label)
