@@ -345,8 +345,10 @@ def sgd_volterra(mu, power, lr: float, batch: int, steps, floor=0.0, block: floa
 
     with :math:`p_i = \mu_i\theta_i^2` (``power``). The kernel is a sum of exponentials, so the convolution is
     carried by one running sum per mode, :math:`S_i(t+1) = \rho_i S_i(t) + L(t)`: O(n) per step, exact.
-    It is stable (L bounded) when the kernel's mass :math:`\sum_\tau\mathcal K(\tau) < 1`.
-    Batched like :func:`population_gd`; returns (..., len(steps)).
+    It is stable (L bounded) when the kernel's mass :math:`\sum_\tau\mathcal K(\tau) =
+    \sum_i\gamma\mu_i/(B(2 - \gamma\mu_i(1 + 1/B))) < 1`; a step γ = c/tr K with c ≤ ½ keeps it
+    ≤ c/(2B(1 − c)) ≤ ½ (each γμ_i ≤ c). Batched like :func:`population_gd`, ``lr`` a number or one per problem (shape (...));
+    returns (..., len(steps)).
 
     ``block`` > 0 trades exactness for speed on long horizons: from step t ≥ 1/block on, it advances
     D = ⌊block·t⌋ steps at once, taking L linear over the block (a predictor–corrector on the same
@@ -361,6 +363,9 @@ def sgd_volterra(mu, power, lr: float, batch: int, steps, floor=0.0, block: floa
     if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
         raise BadInput("batch", batch, "a batch size >= 1")
     floor = np.broadcast_to(np.asarray(floor, dtype=np.float64), mu.shape[:-1])
+    lr = np.broadcast_to(np.asarray(lr, dtype=np.float64), mu.shape[:-1])[..., None]
+    if not np.all(np.isfinite(lr)) or np.any(lr <= 0):
+        raise BadInput("lr", lr.ravel()[:4].tolist(), "step sizes > 0 (one, or one per problem)")
     rho = 1.0 - 2 * lr * mu + lr**2 * mu**2 * (1 + 1 / batch)
     q = lr**2 / batch * mu**2
     if not (math.isfinite(block) and 0 <= block < 1):
