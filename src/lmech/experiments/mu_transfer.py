@@ -1,0 +1,321 @@
+r"""Law: under μP the optimal learning rate does not move with width (μTransfer); under SP it does.
+
+Tensor Programs V (Yang et al. 2022, arXiv 2203.03466, Fig. 1 and §5): train the same architecture at
+several widths :math:`n` over a grid of learning rates :math:`\eta`. In the standard parametrization (SP)
+the best rate falls with width (with Adam the hidden layers' updates grow like :math:`n\eta`, so
+:math:`\eta^* \propto 1/n` asymptotically: −1 in :math:`\log_2\eta` per doubling of width); in μP
+(:func:`lmech.param.parametrize` with ``"mup"``, equal to SP at the base width) the best rate is the same
+at every width, and at that rate wider is better.
+
+**Measured.** For each parametrization and width, one network (``init_seed``: SP and μP rescale the
+same draw) is trained at every rate of the grid (:func:`lmech.experiments.lr_grid.train_lr_grid`: the
+rates as one batched model, the same minibatches for all) with Adam; its loss is the mean training loss
+over the last quarter of the steps (inf if it diverged). Each curve's optimum is the vertex of a
+parabola in :math:`\log_2\eta` through its best grid point and two neighbours on each side
+(:func:`lmech.experiments.lr_grid.parabola_optimum`), never the grid's argmin; an optimum at the grid's
+edge makes the criteria that read it inconclusive. Networks: a ReLU MLP (``depth`` hidden layers) on the
+1797 scikit-learn digits, or the tiny transformer (:class:`lmech.models.transformer.TinyTransformer`) on
+byte-level standard-library docstrings (:func:`lmech.data.corpus.load_corpus`).
+
+**Verdicts** (widths spanning at least 16×, else inconclusive):
+
+* ``mup_shift``: max − min over widths of μP's optimal :math:`\log_2\eta` ≤ 1 (one grid step);
+* ``sp_shift``: SP's optimal :math:`\log_2\eta` at the narrowest width minus at the widest ≥ 2;
+* ``mup_wider_better``: at the grid rate nearest the narrowest μP network's optimum, the loss rises by
+  at most 3% from one width to the next (the loss may not increase; 3% allows for the noise of a
+  tail-averaged minibatch loss, well under the measured gains below).
+
+**Points and sweeps.** A measurement is a set of independent points (one per parametrization and
+width, :data:`AXES`), each itself a valid one-width config of this law. With ``executor=local`` or
+``ray`` they run as a sweep (:func:`lmech.experiments.point_sweep.run_points`: ``SweepSpec`` → ``plan``
+→ ``run_sweep``), each a run in the store, so an interrupted measurement resumes and the points can be
+spread over a Ray cluster; ``inline`` (default) computes them in this process. The numbers are the same.
+
+**Calibration** (2-core machine shared with other jobs, load 7-9; CPU time of one thread):
+
+* quick entry (MLP, depth 2, widths 16/64/256, log2 η = −10…−3, 100 steps of batch 32): 5.5 s of one
+  core (plus ~3 s of first-call start-up); at seeds 0, 1, 2: ``mup_shift`` 0.28, 0.38, 0.19 (≤ 1);
+  ``sp_shift`` 2.83, 2.42, 2.35 (≥ 2; optima −5.9 → −8.7, −6.0 → −8.5, −5.9 → −8.2); ``mup_wider_better``
+  −0.19, −0.10, −0.28 (each width at least 10% lower loss than the previous). The quick law book holds
+  the MLP only: the transformer's sweep costs ~35 s of one core, over CI's budget for a quick entry.
+* transformer entry of the full law book (depth 1, widths 8/32/128, base 8, 2 heads, 16-byte windows,
+  batch 4, 150 steps, log2 η = −11…−2): ~35 s of one core; seed 0: ``mup_shift`` 0.64, ``sp_shift``
+  4.12 (−4.8 → −8.9), ``mup_wider_better`` −0.031; seed 1: 0.38, 3.63 (−5.2 → −8.8), −0.008; seed 2: 0.53, 4.86 (−4.3 → −9.2),
+  −0.005 (at this size wider is barely better at the narrow network's rate: 0.1-1% from width 32 to 128).
+  Swapped counterexample: ``mup_shift`` 4.12, 3.63, 4.86; ``sp_shift`` −0.64, 0.38, 0.53;
+  ``mup_wider_better`` 0.087, 0.069, 0.072.
+* counterexample (SP and μP swapped: each criterion judged on the other parametrization's measured
+  curves), seeds 0, 1, 2 of the quick entry: ``mup_shift`` 2.83, 2.42, 2.35 (> 1), ``sp_shift`` 0.28,
+  0.03, −0.10 (< 2), ``mup_wider_better`` 1.58, 0.75, 0.41 (> 0.03: SP's widest network, at the rate
+  tuned on the narrowest, trains worse or diverges).
+* default config (MLP, widths 16…1024, 12 rates, 200 steps): minutes of one core (the width-1024 sweep
+  dominates); its numbers are not yet recorded here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from lmech.config import MAX_ELEMENTS, MAX_PARAMETERS, MAX_STEPS, check_budget, spec
+from lmech.errors import BadInput
+from lmech.experiments.base import Counterexample, Criterion, Experiment, Progress, Result
+from lmech.experiments.lr_grid import cross_entropy, train_lr_grid
+from lmech.experiments.lr_transfer import (
+    check_sweep,
+    curve_frame,
+    measure_transfer,
+    optima,
+    shift,
+    transfer_figure,
+    transferred,
+)
+from lmech.experiments.point_sweep import PointsConfig
+from lmech.experiments.registry import register
+
+MODELS = ("mlp", "transformer")
+PARAMETRIZATIONS = ("sp", "mup")
+#: the axes along which a measurement splits into independent points (one network each)
+AXES = ("parametrizations", "widths")
+#: μP: the optimum moves by at most one grid step, a factor 2 (the issue's tolerance)
+MUP_SHIFT = 1.0
+#: SP: the optimum moves by at least two grid steps, a factor 4
+SP_SHIFT = 2.0
+#: the smallest width ratio the law is judged over
+MIN_SPAN = 16
+#: relative increase of the loss from one width to the next that "wider is better" allows (seed noise)
+WIDER_TOLERANCE = 0.03
+DIGITS_FEATURES, DIGITS_CLASSES = 64, 10
+
+
+@dataclass(frozen=True)
+class MuTransferConfig(PointsConfig):
+    model: str = spec("mlp", "network: mlp (scikit-learn digits) or transformer (docstring corpus)", choices=MODELS)
+    parametrizations: tuple[str, ...] = spec(PARAMETRIZATIONS, "parametrizations compared", choices=PARAMETRIZATIONS)
+    widths: tuple[int, ...] = spec((16, 64, 256, 1024), "widths n (hidden units / model dimension)", min=2,
+                                   max=4096, max_items=12)
+    base_width: int = spec(16, "width at which μP equals SP (its base shape)", min=2, max=4096)
+    log2_lrs: tuple[float, ...] = spec(tuple(float(v) for v in range(-12, 0)), "grid of log2 learning rates "
+                                       "(spacing at most 1: a factor 2)", min=-40.0, max=10.0, max_items=40)
+    optimizer: str = spec("adam", "optimizer (TP V Fig. 1: Adam)", choices=("adam", "sgd"))
+    steps: int = spec(200, "training steps at each learning rate", min=1, max=100_000)
+    decay: bool = spec(False, "decay the learning rate linearly to 0 over the steps (else constant)")
+    batch_size: int = spec(32, "examples (mlp) or sequences (transformer) per step", min=1, max=1797)
+    depth: int = spec(2, "hidden layers (mlp) or blocks (transformer)", min=1, max=16)
+    n_samples: int = spec(1797, "digits trained on (mlp); the training loss is measured on all of them", min=16,
+                          max=1797)
+    n_head: int = spec(2, "attention heads (transformer; the head dimension grows with width)", min=1, max=64)
+    block_size: int = spec(16, "tokens per sequence (transformer)", min=2, max=256)
+    corpus_bytes: int = spec(200_000, "bytes of docstrings collected (transformer)", min=2_000, max=5_000_000)
+    eval_windows: int = spec(64, "training windows on which the final loss is measured (transformer)", min=1,
+                             max=4096)
+
+    def check(self) -> None:
+        super().check()
+        check_sweep("widths", self.widths, self.log2_lrs, self.parametrizations)
+        widest = max(self.widths)
+        if self.model == "transformer" and any(w % self.n_head for w in (*self.widths, self.base_width)):
+            raise BadInput("widths", self.widths, f"multiples of n_head = {self.n_head} (and base_width too)")
+        if self.model == "mlp":
+            params = DIGITS_FEATURES * widest + (self.depth - 1) * widest**2 + widest * DIGITS_CLASSES
+            tokens = self.batch_size
+        else:
+            params = 12 * self.depth * widest**2 + 2 * 256 * widest + self.block_size * widest
+            tokens = self.batch_size * self.block_size
+        k = len(self.log2_lrs)
+        check_budget("widths", self.widths, params * k, MAX_PARAMETERS,
+                     "parameters of the widest network times the learning rates trained at once")
+        check_budget("batch_size", self.batch_size, tokens * widest * 4 * k, MAX_ELEMENTS,
+                     "activations of one step (examples·width·4·learning rates)")
+        check_budget("steps", self.steps, self.steps * len(self.widths) * len(self.parametrizations), MAX_STEPS,
+                     "training steps of all networks")
+        if self.model == "mlp" and self.batch_size > self.n_samples:
+            raise BadInput("batch_size", self.batch_size, f"at most n_samples = {self.n_samples}")
+
+
+# -- the networks and their data ------------------------------------------------------------------
+def _mlp(config: MuTransferConfig, width: int, device: str = "cpu") -> nn.Sequential:
+    """``depth`` ReLU hidden layers of ``width`` on the 64 digit pixels, a readout to 10 classes."""
+    layers: list[nn.Module] = [nn.Linear(DIGITS_FEATURES, width, device=device), nn.ReLU()]
+    for _ in range(config.depth - 1):
+        layers += [nn.Linear(width, width, device=device), nn.ReLU()]
+    layers.append(nn.Linear(width, DIGITS_CLASSES, device=device))
+    return nn.Sequential(*layers)
+
+
+def init_seed(config: MuTransferConfig, width: int) -> int:
+    """The initialization seed of the network of ``width`` (shared by the parametrizations: SP and μP start
+    from the same draw, which μP rescales)."""
+    return (config.seed * 1_000_003 + width * 7_919) % (2**62)
+
+
+def network(config: MuTransferConfig, parametrization: str, width: int):
+    """(model, its :class:`~lmech.param.ParamTable`) at ``width`` in ``parametrization`` (base: ``base_width``)."""
+    from lmech.models.init import standard_init_
+
+    seed = init_seed(config, width)
+    if config.model == "mlp":
+        from lmech.param import parametrize
+
+        net = standard_init_(_mlp(config, width), torch.Generator().manual_seed(seed))
+        p = parametrize(net, parametrization, base=_mlp(config, config.base_width, "meta"),
+                        delta=_mlp(config, 2 * config.base_width, "meta"))
+        return net, p.table
+    from lmech.models.transformer import TinyTransformer
+
+    net = TinyTransformer(vocab_size=256, block_size=config.block_size, width=width, depth=config.depth,
+                          n_head=config.n_head, parametrization=parametrization, base_width=config.base_width,
+                          seed=seed)
+    return net, net.param_table
+
+
+def digits_data(n_samples: int, batch_size: int, seed: int):
+    """(batches(), eval batch) on the first ``n_samples`` scikit-learn digits (standardized pixels):
+    minibatches of ``batch_size`` drawn with replacement from a generator seeded by ``seed`` (the same
+    sequence for every network of a run), and all ``n_samples`` digits as the evaluation batch."""
+    from lmech.data.digits import digits
+
+    x, y = digits(n_samples, one_hot=False, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+
+    def batches():
+        idx = torch.randint(0, len(x), (batch_size,), generator=gen)
+        return x[idx], y[idx]
+
+    return batches, (x, y)
+
+
+def data(config: MuTransferConfig):
+    """(batches(), eval batch): a generator of training batches (seeded by the run's seed, the same sequence
+    for every network) and the fixed batch on which the final training loss is measured."""
+    if config.model == "mlp":
+        return digits_data(config.n_samples, config.batch_size, config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    from lmech.data.corpus import load_corpus
+
+    corpus = load_corpus("docstrings", "byte", config.corpus_bytes)
+    evaluation = corpus.batch("train", config.eval_windows, config.block_size,
+                              torch.Generator().manual_seed(config.seed + 1))
+    return (lambda: corpus.batch("train", config.batch_size, config.block_size, gen)), evaluation
+
+
+def learning_rate_curve(config: MuTransferConfig, parametrization: str, width: int) -> pd.DataFrame:
+    """One network's learning-rate sweep (:func:`~lmech.experiments.lr_grid.train_lr_grid`): its curve
+    (:func:`~lmech.experiments.lr_transfer.curve_frame`)."""
+    net, table = network(config, parametrization, width)
+    batches, evaluation = data(config)
+    run = train_lr_grid(net, table, cross_entropy, batches, [2.0**v for v in config.log2_lrs], config.steps,
+                        optimizer=config.optimizer, decay=config.decay, eval_batch=evaluation)
+    return curve_frame(run, config.log2_lrs, parametrization, "width", width, config.steps)
+
+
+@register
+class MuTransfer(Experiment):
+    """Verdicts: μP's optimum within one grid step across widths, SP's moving by at least two, wider is better."""
+
+    name = "mu-transfer"
+    law = ("Under μP the optimal learning rate is the same at every width (it moves by at most a factor 2 over a "
+           "16× range of widths, where SP's moves by at least a factor 4), and at the learning rate tuned on the "
+           "narrowest network wider networks train to a lower loss.")
+    citation = "Yang et al. 2022, Tensor Programs V, arXiv 2203.03466 (Fig. 1, §5)"
+    Config = MuTransferConfig
+
+    def default_config(self) -> MuTransferConfig:
+        return MuTransferConfig()
+
+    def quick_config(self) -> MuTransferConfig:
+        return MuTransferConfig(widths=(16, 64, 256), log2_lrs=tuple(float(v) for v in range(-10, -2)), steps=100)
+
+    def transformer_config(self) -> MuTransferConfig:
+        """The tiny transformer on the docstring corpus (measured at seeds 0, 1, 2: module docstring)."""
+        return MuTransferConfig(model="transformer", widths=(8, 32, 128), base_width=8, depth=1, batch_size=4,
+                                steps=150, log2_lrs=tuple(float(v) for v in range(-11, -1)))
+
+    def lawbook(self, quick: bool = True) -> list[tuple[str, MuTransferConfig]]:
+        """Quick: the MLP only (the transformer's sweep costs ~35 s of one core, over CI's budget of a quick
+        entry); full: the MLP at its default widths and the transformer."""
+        if quick:
+            return [("mlp", self.quick_config())]
+        return [("mlp", self.default_config()), ("transformer", self.transformer_config())]
+
+    def smoke_config(self) -> MuTransferConfig:
+        return MuTransferConfig(widths=(16, 256), log2_lrs=(-8.0, -7.0, -6.0), steps=5, n_samples=200)
+
+    def criteria(self) -> list[Criterion]:
+        return [
+            Criterion("mup_shift", "max − min over widths of μP's optimal log2 learning rate (parabola vertex)",
+                      MUP_SHIFT, "the issue's tolerance: one grid step, a factor 2"),
+            Criterion("sp_shift", "SP's optimal log2 learning rate at the narrowest width minus at the widest",
+                      (SP_SHIFT, math.inf), "the issue's threshold: two grid steps, a factor 4 (TP V: SP's Adam optimum "
+                      "scales like 1/width in the hidden layers, 4 steps over 16×)"),
+            Criterion("mup_wider_better", "largest relative increase of μP's training loss from one width to the "
+                      "next, at the learning rate tuned on the narrowest width", WIDER_TOLERANCE,
+                      "the loss may not rise; 3% allows for the noise of a tail-averaged minibatch loss, well "
+                      "under the measured gains (module docstring)"),
+        ]
+
+    def counterexamples(self) -> list[Counterexample]:
+        def swapped(config, prediction, measurement):
+            curves = measurement.series["curves"].copy()
+            curves["parametrization"] = curves["parametrization"].map({"sp": "mup", "mup": "sp"})
+            return Result(series={**measurement.series, "curves": curves}, summary=dict(measurement.summary))
+
+        return [Counterexample(
+            "SP and μP swapped", ("mup_shift", "sp_shift", "mup_wider_better"), entry="mlp",
+            why="the μP criteria judged on SP's curves and the SP criterion on μP's: SP's optimum moves by 2-3 "
+                "grid steps, μP's by a fraction of one, and at the rate tuned on the narrowest SP network the "
+                "widest SP network trains worse",
+            perturb=swapped)]
+
+    # -- theory --------------------------------------------------------------------------------------
+    def predict(self, config: MuTransferConfig) -> Result:
+        """The theory's statements (TP V §5): μP's optimum is width-independent (within a grid step); SP's Adam
+        optimum moves (∝ 1/width in the hidden layers, −1 in log2 per doubling: a line of slope −1)."""
+        widths = np.asarray(config.widths, dtype=float)
+        frame = pd.DataFrame({"width": widths, "mup_shift_max": MUP_SHIFT,
+                              "sp_asymptotic_slope": -1.0 if config.optimizer == "adam" else math.nan})
+        return Result(series={"theory": frame}, summary={"mup_shift_max": MUP_SHIFT, "sp_shift_min": SP_SHIFT})
+
+    # -- experiment ----------------------------------------------------------------------------------
+    def measure(self, config: MuTransferConfig, progress: Progress | None = None) -> Result:
+        """One learning-rate curve per parametrization and width (:func:`learning_rate_curve`), each a point
+        of a sweep when ``config.executor`` is local or ray; their parabola optima."""
+        return measure_transfer(self.name, config, AXES, "width", learning_rate_curve, MIN_SPAN, progress)
+
+    # -- verdict -------------------------------------------------------------------------------------
+    def verdict(self, config: MuTransferConfig, prediction: Result, measurement: Result):
+        curves = measurement.series["curves"]
+        opt = optima(curves, "width")
+        mup_total, _, mup_problem, mup_opt = shift(opt, "mup", "width", MIN_SPAN)
+        _, sp_drop, sp_problem, sp_opt = shift(opt, "sp", "width", MIN_SPAN)
+        worst, losses, wider_problem = transferred(curves, opt, "mup", "width", MIN_SPAN)
+        return [
+            self.make_verdict("mup_shift", "max − min over widths of μP's optimal log2 learning rate", 0.0,
+                              mup_total, mup_total, inconclusive=mup_problem, optimum_by_width=mup_opt),
+            self.make_verdict("sp_shift", "SP's optimal log2 learning rate, narrowest minus widest width",
+                              f">= {SP_SHIFT:g}", sp_drop, sp_drop, inconclusive=sp_problem, optimum_by_width=sp_opt),
+            self.make_verdict("mup_wider_better", "largest relative rise of μP's loss from one width to the next at "
+                              "the narrowest width's optimal rate", 0.0, worst, worst, inconclusive=wider_problem,
+                              losses=losses),
+        ]
+
+    # -- figures -------------------------------------------------------------------------------------
+    def figures(self, config: MuTransferConfig, prediction: Result, measurement: Result, outdir: Path):
+        from lmech.report import plotting as P
+
+        fig, ax, opt = transfer_figure(measurement.series["curves"], "width", {"sp": "SP", "mup": "μP"},
+                                       f"{config.model}, {config.optimizer}", "mup", MUP_SHIFT)
+        sp = opt[opt.parametrization == "sp"].sort_values("width")
+        if config.optimizer == "adam" and not sp.empty and math.isfinite(sp["log2_lr"].iloc[0]):
+            w = sp["width"].to_numpy(dtype=float)
+            ax.plot(w, sp["log2_lr"].iloc[0] - np.log2(w / w[0]), label="SP asymptote: ∝ 1/width", **P.THEORY)
+        P.legend_below(ax)
+        return [P.save(fig, outdir / f"mu-transfer-{config.model}.png")]
+
+
