@@ -218,3 +218,14 @@ def test_volterra_takes_one_step_per_problem():
         assert np.allclose(both[r], S.sgd_volterra(mu[r], p[r], float(lrs[r]), 2, steps, [0.01, 0.02][r]), rtol=1e-12)
     with pytest.raises(BadInput, match="lr"):
         S.sgd_volterra(mu, p, np.array([0.4, 0.0]), 2, steps)
+
+
+@pytest.mark.parametrize("a,b", [HARD, SUPER_EASY])
+def test_sgd_time_exponent_from_the_volterra_risk(a, b):
+    """One-pass SGD at N = ∞ (the Volterra risk on the task's own spectrum, M = 2^14): the loss falls as
+    t^−(a−1)/b where the target sets the pace, and as t^−(2−1/b) where SGD noise does (phase III)."""
+    lam, power, _ = S.power_law_task(a, b, 2**14)
+    steps = np.array([2_000, 20_000])
+    loss = S.sgd_volterra(lam, power, 0.3 / lam.sum(), 1, steps, block=0.005)
+    slope = -math.log(loss[1] / loss[0]) / math.log(10)
+    assert slope == pytest.approx(S.exponents(a, b).sgd_time, rel=0.05)
