@@ -69,6 +69,7 @@ import torch
 from torch import nn
 
 from lmech.config import MAX_ELEMENTS, MAX_PARAMETERS, MAX_STEPS, check_budget, spec
+from lmech.devices import resolve_device
 from lmech.errors import BadInput
 from lmech.experiments.base import Counterexample, Criterion, Experiment, Progress, Result
 from lmech.experiments.lr_grid import cross_entropy, train_lr_grid
@@ -171,12 +172,12 @@ def network(config: MuTransferConfig, parametrization: str, width: int):
         net = standard_init_(_mlp(config, width), torch.Generator().manual_seed(seed))
         p = parametrize(net, parametrization, base=_mlp(config, config.base_width, "meta"),
                         delta=_mlp(config, 2 * config.base_width, "meta"))
-        return net, p.table
+        return net.to(resolve_device(config.device)), p.table
     from lmech.models.transformer import TinyTransformer
 
     net = TinyTransformer(vocab_size=256, block_size=config.block_size, width=width, depth=config.depth,
                           n_head=config.n_head, parametrization=parametrization, base_width=config.base_width,
-                          seed=seed)
+                          seed=seed, device=resolve_device(config.device))
     return net, net.param_table
 
 
