@@ -29,7 +29,8 @@ byte-level standard-library docstrings (:func:`lmech.data.corpus.load_corpus`).
 width, :data:`AXES`), each itself a valid one-width config of this law. With ``executor=local`` or
 ``ray`` they run as a sweep (:func:`lmech.experiments.point_sweep.run_points`: ``SweepSpec`` → ``plan``
 → ``run_sweep``), each a run in the store, so an interrupted measurement resumes and the points can be
-spread over a Ray cluster; ``inline`` (default) computes them in this process. The numbers are the same.
+spread over a Ray cluster; ``inline`` (default) computes them in this process. The numbers are the same
+(``local``: a test; ``ray``: checked by hand on the smoke config with a local Ray of 2 workers).
 
 **Calibration** (2-core machine shared with other jobs, load 7-9; CPU time of one thread):
 
