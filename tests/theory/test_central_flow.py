@@ -59,7 +59,7 @@ def objective(A, B, X):
     return 0.5 * np.sum(X * np.einsum("ijkl,kl->ij", B, X)) + np.sum(A * X)
 
 
-@pytest.mark.parametrize("k", [1, 2, 3])
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
 def test_sdcp_solution_satisfies_its_conditions_on_random_instances(k):
     rng = np.random.default_rng(k)
     barrier = 0
@@ -200,12 +200,23 @@ def test_central_flow_holds_the_sharpness_at_the_edge():
     assert cf.max_sdcp_residual <= 1e-8
 
 
+def test_eigenpairs_are_refreshed_every_eig_every_substeps():
+    """eig_every counts substeps across units of time (a refresh every 3 steps at one substep per step)."""
+    model, x, y = tiny_problem(seed=3)
+    S, _ = dense_top(model, x, y)
+    sol = central_flow(model, half_mse, x, y, 1.0 / S, 8, substeps=1, eig_every=3, top_k=1, flow="gradient")
+    lam = sol.eigenvalues[:, 0]
+    assert np.all(lam[0:3] == lam[0]) and np.all(lam[3:6] == lam[3]) and np.all(lam[6:9] == lam[6])
+    assert lam[0] != lam[3] != lam[6]
+    assert lam[0] == pytest.approx(S, rel=1e-3)
+
+
 def test_central_flow_bad_input():
     model, x, y = tiny_problem()
     with pytest.raises(BadInput, match="lr"):
         central_flow(model, half_mse, x, y, -1.0, 10)
     with pytest.raises(BadInput, match="top_k"):
-        central_flow(model, half_mse, x, y, 0.1, 10, top_k=4)
+        central_flow(model, half_mse, x, y, 0.1, 10, top_k=9)
     with pytest.raises(BadInput, match="critical_fraction"):
         central_flow(model, half_mse, x, y, 0.1, 10, critical_fraction=1.5)
     with pytest.raises(BadInput, match="steps"):

@@ -63,6 +63,9 @@ from lmech.instruments._params import flatten, trainable_parameters
 from lmech.instruments.hessian_gradient import hessian_form_gradients
 from lmech.instruments.sharpness import SharpnessTracker
 
+#: The most eigenvalues :func:`central_flow` tracks (and so the most critical directions it handles).
+MAX_CRITICAL = 8
+
 __all__ = [
     "SDCPSolution",
     "solve_sdcp",
@@ -328,9 +331,10 @@ class CentralFlowSolution:
     ``losses``: :math:`L(w(t))`; ``predicted_losses``: :math:`L(w(t)) + \operatorname{tr}\Sigma/\eta`, the
     prediction of GD's time-averaged loss; ``sigma``: ``(T, k)`` eigenvalues of :math:`\Sigma`
     (descending, zero-padded to ``top_k``); ``eigenvalues``: ``(T, top_k)`` top Hessian eigenvalues at
-    :math:`w(t)` (tracker); ``critical``: number of critical eigenvalues; ``params``: ``(T, P)`` weights
-    (``keep_params``); ``directions``: ``(T, P)`` the top eigenvector of :math:`\Sigma` (of :math:`H` where
-    :math:`\Sigma = 0`; ``keep_directions``); ``saturated``: whether every tracked eigenvalue was
+    :math:`w(t)` (tracker; as last refreshed, every ``eig_every`` substeps); ``critical``: number of critical eigenvalues; ``params``: ``(T, P)`` weights
+    (``keep_params``); ``directions``: ``(T, P, top_k)`` float32, the eigenvectors of :math:`\Sigma` in the
+    order of ``sigma`` on the critical space, then the other tracked Hessian eigenvectors
+    (``keep_directions``); ``saturated``: whether every tracked eigenvalue was
     critical at some time (a critical direction may then have been missed: raise ``top_k``).
     """
 
@@ -410,8 +414,9 @@ def central_flow(
         raise BadInput("method", method, "'heun' (second order) or 'euler' (first order, the authors' scheme)")
     eig_every = substeps if eig_every is None else _check_int("eig_every", eig_every, 1)
     top_k = _check_int("top_k", top_k, 1)
-    if top_k > 3:
-        raise BadInput("top_k", top_k, "at most 3 (the dedicated SDCP solver's range)")
+    if top_k > MAX_CRITICAL:
+        raise BadInput("top_k", top_k, f"at most {MAX_CRITICAL} (each critical direction costs k HVPs and k(k+1)/2 "
+                       "third-derivative passes per velocity)")
     if not isinstance(critical_fraction, (int, float)) or not 0.5 <= critical_fraction <= 1.0:
         raise BadInput("critical_fraction", critical_fraction, "a number in [0.5, 1] (of 2/η)")
     started = time.perf_counter()
@@ -434,10 +439,11 @@ def central_flow(
 
     rec: dict[str, list] = {k: [] for k in ("loss", "pred", "sigma", "eig", "crit", "params", "dirs")}
     saturated, max_res, grads_used, diverged = False, 0.0, 0, None
+    counter = 0  # substeps taken: the eigenpairs are refreshed every ``eig_every`` of them
     for t in range(steps + 1):
         for sub in range(substeps if t < steps else 1):
             load(w)
-            if sub % eig_every == 0:
+            if counter % eig_every == 0:
                 record = tracker.measure(net, loss_fn, x, y, lr=lr)
                 eigs = np.array([record[f"lambda_{i + 1}"] for i in range(top_k)])
                 n_crit = int(np.sum(eigs > crit_level)) if flow == "central" else 0
@@ -446,7 +452,8 @@ def central_flow(
             loss_value, velocity = step.loss, step.velocity
             sig = np.zeros(top_k)
             sig[:n_crit] = step.sigma
-            top_dir = step.directions[:, 0] if n_crit else tracker.vectors[:, 0]
+            # Σ's eigenvectors (descending σ²) on the critical space, then the other tracked eigenvectors
+            dirs = torch.cat([step.directions, tracker.vectors[:, n_crit:]], dim=1) if n_crit else tracker.vectors
             if step.sdcp is not None:
                 max_res = max(max_res, *step.sdcp.residuals.values())
             grads_used += 1
@@ -459,7 +466,7 @@ def central_flow(
                 if keep_params:
                     rec["params"].append(w.numpy().copy())
                 if keep_directions:
-                    rec["dirs"].append(top_dir.numpy().copy())
+                    rec["dirs"].append(dirs.to(torch.float32).numpy().copy())
             if not math.isfinite(loss_value):
                 diverged = t
                 break
@@ -472,6 +479,7 @@ def central_flow(
                 w = w + 0.5 * dt * (velocity + second.velocity)
             elif t < steps:
                 w = w + dt * velocity
+            counter += 1
         if callback is not None:
             callback(t)
         if diverged is not None:
