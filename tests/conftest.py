@@ -14,10 +14,16 @@ ROOT = Path(__file__).resolve().parent.parent
 def pytest_configure(config):
     """Every test process computes on one torch thread: the suite runs as 2 pytest-xdist processes on the
     2-core CI machine, and the small models here are fastest that way (two threads per process
-    oversubscribe the cores, 5-20x slower under load). Laws pin their own count while they run."""
+    oversubscribe the cores, 5-20x slower under load). Laws pin their own count while they run. NumPy's
+    BLAS likewise (threadpoolctl, from scikit-learn): a multi-threaded BLAS makes the small products here up
+    to 50x slower when both processes compute."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # subprocesses (the CLI tests) start that way too
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    config._lmech_blas_limit = threadpool_limits(limits=1, user_api="blas")
 
 
 @pytest.fixture

@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from lmech.config import MAX_ELEMENTS, MAX_PARAMETERS, MAX_STEPS, check_budget, spec
+from lmech.devices import resolve_device
 from lmech.errors import BadInput
 from lmech.experiments.base import Counterexample, Criterion, Experiment, Progress, Result
 from lmech.experiments.lr_grid import cross_entropy, train_lr_grid
@@ -111,7 +112,7 @@ def network(config: DepthTransferConfig, parametrization: str, depth: int):
     seed = (config.seed * 1_000_003 + depth * 7_919) % (2**62)
     return ResidualMLP(DIGITS_FEATURES, DIGITS_CLASSES, width=config.width, depth=depth,
                        parametrization=parametrization, norm=config.norm, base_width=config.width,
-                       base_depth=config.base_depth, seed=seed)
+                       base_depth=config.base_depth, seed=seed, device=resolve_device(config.device))
 
 
 def learning_rate_curve(config: DepthTransferConfig, parametrization: str, depth: int) -> pd.DataFrame:

@@ -108,7 +108,8 @@ def train_lr_grid(model: nn.Module, table: ParamTable, loss_fn: Callable[[torch.
     params = [p.detach().unsqueeze(0).repeat(K, *([1] * p.ndim)).clone().requires_grad_(True) for _, p in named]
     shapes = [(K,) + (1,) * (p.ndim - 1) for p in params]
     dtype = params[0].dtype
-    rates = torch.tensor([float(v) for v in lrs], dtype=dtype)
+    device = params[0].device  # batches are moved there: the data may live on the CPU
+    rates = torch.tensor([float(v) for v in lrs], dtype=dtype, device=device)
     family = "sgd" if optimizer == "sgd" else "adam"
     scales = [table[n].lr(family) for n in names]
     epsilons = [eps * table[n].eps for n in names]
@@ -121,17 +122,17 @@ def train_lr_grid(model: nn.Module, table: ParamTable, loss_fn: Callable[[torch.
         return loss_fn(torch.func.functional_call(model, (dict(zip(names, ps)), buffers), (x,)), y)
 
     batched = torch.func.vmap(one, in_dims=(0, None, None))
-    alive = torch.ones(K, dtype=torch.bool)
+    alive = torch.ones(K, dtype=torch.bool, device=device)
     losses = np.full((steps, K), np.nan)
     diverged_at = np.full(K, -1, dtype=np.int64)
     beta1, beta2 = betas
     for t in range(1, steps + 1):
-        x, y = batches()
+        x, y = (t.to(device) for t in batches())
         loss = batched(tuple(params), x, y)
         finite = torch.isfinite(loss.detach())
-        diverged_at[(alive & ~finite).numpy()] = t - 1
+        diverged_at[(alive & ~finite).cpu().numpy()] = t - 1
         alive &= finite
-        losses[t - 1] = np.where(alive.numpy(), loss.detach().double().numpy(), np.nan)
+        losses[t - 1] = np.where(alive.cpu().numpy(), loss.detach().double().cpu().numpy(), np.nan)
         if not alive.any():
             break
         grads = list(torch.autograd.grad(torch.where(alive, loss, 0.0).sum(), params))
@@ -156,7 +157,7 @@ def train_lr_grid(model: nn.Module, table: ParamTable, loss_fn: Callable[[torch.
             torch._foreach_addcdiv_(params, first, denom, value=-1.0)
     if eval_batch is not None:
         with torch.no_grad():
-            final = batched(tuple(params), *eval_batch).double().numpy()
+            final = batched(tuple(params), *(t.to(device) for t in eval_batch)).double().cpu().numpy()
     else:
         final = losses[-1].copy()
     final = np.where((diverged_at >= 0) | ~np.isfinite(final), np.inf, final)

@@ -223,5 +223,9 @@ def transfer_figure(curves: pd.DataFrame, size_column: str, labels: dict[str, st
         low = float(np.nanmin(held))
         ax.axhspan(low, low + tolerance, color="grey", alpha=0.15,
                    label=f"{labels[band]}: within {tolerance:g} grid step")
-    ax.set(xscale="log", xlabel=size_column, ylabel="optimal log2 learning rate", title=f"optimum vs {size_column}")
+    sizes = sorted(set(curves[size_column]))
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(int(v)) for v in sizes])
+    ax.minorticks_off()
+    ax.set(xlabel=size_column, ylabel="optimal log2 learning rate", title=f"optimum vs {size_column}")
     return fig, ax, opt

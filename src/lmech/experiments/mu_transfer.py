@@ -29,7 +29,8 @@ byte-level standard-library docstrings (:func:`lmech.data.corpus.load_corpus`).
 width, :data:`AXES`), each itself a valid one-width config of this law. With ``executor=local`` or
 ``ray`` they run as a sweep (:func:`lmech.experiments.point_sweep.run_points`: ``SweepSpec`` → ``plan``
 → ``run_sweep``), each a run in the store, so an interrupted measurement resumes and the points can be
-spread over a Ray cluster; ``inline`` (default) computes them in this process. The numbers are the same.
+spread over a Ray cluster; ``inline`` (default) computes them in this process. The numbers are the same
+(``local``: a test; ``ray``: checked by hand on the smoke config with a local Ray of 2 workers).
 
 **Calibration** (2-core machine shared with other jobs, load 7-9; CPU time of one thread):
 
@@ -40,16 +41,21 @@ spread over a Ray cluster; ``inline`` (default) computes them in this process. T
   the MLP only: the transformer's sweep costs ~35 s of one core, over CI's budget for a quick entry.
 * transformer entry of the full law book (depth 1, widths 8/32/128, base 8, 2 heads, 16-byte windows,
   batch 4, 150 steps, log2 η = −11…−2): ~35 s of one core; seed 0: ``mup_shift`` 0.64, ``sp_shift``
-  4.12 (−4.8 → −8.9), ``mup_wider_better`` −0.031; seed 1: 0.38, 3.63 (−5.2 → −8.8), −0.008; seed 2: 0.53, 4.86 (−4.3 → −9.2),
-  −0.005 (at this size wider is barely better at the narrow network's rate: 0.1-1% from width 32 to 128).
+  4.12 (−4.8 → −8.9), ``mup_wider_better`` −0.031; seed 1: 0.38, 3.63 (−5.2 → −8.8), −0.008; seed 2: 0.53, 4.86
+  (−4.3 → −9.2), −0.005 (at this size wider is barely better at the narrow network's rate: 0.1-1% from width 32 to 128).
   Swapped counterexample: ``mup_shift`` 4.12, 3.63, 4.86; ``sp_shift`` −0.64, 0.38, 0.53;
   ``mup_wider_better`` 0.087, 0.069, 0.072.
 * counterexample (SP and μP swapped: each criterion judged on the other parametrization's measured
   curves), seeds 0, 1, 2 of the quick entry: ``mup_shift`` 2.83, 2.42, 2.35 (> 1), ``sp_shift`` 0.28,
   0.03, −0.10 (< 2), ``mup_wider_better`` 1.58, 0.75, 0.41 (> 0.03: SP's widest network, at the rate
   tuned on the narrowest, trains worse or diverges).
-* default config (MLP, widths 16…1024, 12 rates, 200 steps): minutes of one core (the width-1024 sweep
-  dominates); its numbers are not yet recorded here.
+* default config (MLP, widths 16…1024, log2 η = −12…−1, 100 steps): 91 s of one core; seed 0:
+  ``mup_shift`` 0.28, ``sp_shift`` 4.72 (SP's optimum −5.9, −7.2, −8.8, −10.6: a slope near the
+  asymptotic −1 per doubling once wide), ``mup_wider_better`` −0.007 (at log2 η = −6 width 1024 trains 0.7%
+  below width 256: the gain from width has nearly run out at 100 steps). With 200 steps (losses near 0.03, close to
+  memorizing the 1797 digits) the same check came out violated at seed 0 (width 1024 8% above 256 at
+  the narrow network's rate): whether that is noise of so small a loss or a real limit of "wider is
+  better" here is not settled.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ import torch
 from torch import nn
 
 from lmech.config import MAX_ELEMENTS, MAX_PARAMETERS, MAX_STEPS, check_budget, spec
+from lmech.devices import resolve_device
 from lmech.errors import BadInput
 from lmech.experiments.base import Counterexample, Criterion, Experiment, Progress, Result
 from lmech.experiments.lr_grid import cross_entropy, train_lr_grid
@@ -104,7 +111,7 @@ class MuTransferConfig(PointsConfig):
     log2_lrs: tuple[float, ...] = spec(tuple(float(v) for v in range(-12, 0)), "grid of log2 learning rates "
                                        "(spacing at most 1: a factor 2)", min=-40.0, max=10.0, max_items=40)
     optimizer: str = spec("adam", "optimizer (TP V Fig. 1: Adam)", choices=("adam", "sgd"))
-    steps: int = spec(200, "training steps at each learning rate", min=1, max=100_000)
+    steps: int = spec(100, "training steps at each learning rate", min=1, max=100_000)
     decay: bool = spec(False, "decay the learning rate linearly to 0 over the steps (else constant)")
     batch_size: int = spec(32, "examples (mlp) or sequences (transformer) per step", min=1, max=1797)
     depth: int = spec(2, "hidden layers (mlp) or blocks (transformer)", min=1, max=16)
@@ -166,12 +173,12 @@ def network(config: MuTransferConfig, parametrization: str, width: int):
         net = standard_init_(_mlp(config, width), torch.Generator().manual_seed(seed))
         p = parametrize(net, parametrization, base=_mlp(config, config.base_width, "meta"),
                         delta=_mlp(config, 2 * config.base_width, "meta"))
-        return net, p.table
+        return net.to(resolve_device(config.device)), p.table
     from lmech.models.transformer import TinyTransformer
 
     net = TinyTransformer(vocab_size=256, block_size=config.block_size, width=width, depth=config.depth,
                           n_head=config.n_head, parametrization=parametrization, base_width=config.base_width,
-                          seed=seed)
+                          seed=seed, device=resolve_device(config.device))
     return net, net.param_table
 
 
