@@ -59,6 +59,7 @@ def test_entry_point_on_a_plain_sequential():
     h = model[3](model[2](model[1](model[0](x))))
     assert torch.allclose(model(x), h @ model[4].weight.T * (32 / 256) + model[4].bias, rtol=1e-13, atol=1e-13)
     train(model, opt)
+    assert torch.equal(model[4](input=h), model[4](h))  # the multiplier also applies to a keyword input
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
@@ -92,14 +93,17 @@ def test_abc_symmetry_same_trajectory_as_table8(optimizer, lr, other):
     assert torch.allclose(outs["mup"], outs[other], rtol=0, atol=1e-10)
 
 
-def test_decoupled_decay_timescale_is_width_independent():
-    """AdamW shrinks each weight by (1 − lr·λ) per step; μP keeps lr·λ as at base width."""
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_decay_timescale_is_width_independent(optimizer):
+    """AdamW (decoupled) and SGD (coupled, zero loss gradient) shrink each weight by (1 − lr·λ) per step;
+    μP keeps every parameter's lr·λ as at base width, so the decay's timescale 1/(ηλ) does not move."""
     lr, wd, steps = 0.01, 0.5, 7
+    cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.SGD
     for width in (16, 64, 256):
         model = mlp(width)
         p = parametrize(model, "mup", base=mlp(16), delta=mlp(32))
         start = [q.detach().clone() for q in model.parameters()]
-        opt = torch.optim.AdamW(p.param_groups(lr, "adamw", weight_decay=wd), lr=lr)
+        opt = cls(p.param_groups(lr, optimizer, weight_decay=wd), lr=lr)
         x, _ = batch()
         for _ in range(steps):
             opt.zero_grad()

@@ -43,20 +43,20 @@ class SmallCNN(nn.Module):
             raise BadInput("activation", activation, f"one of {sorted(ACTIVATIONS)}")
         self.in_channels, self.image_size = in_channels, image_size
         self.act = ACTIVATIONS[activation]
-        dev = "meta" if str(device) == "meta" else "cpu"
+        dev = "meta"
         self.input = nn.Conv2d(in_channels, width, 3, padding=1, device=dev)
         self.hidden = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1, device=dev) for _ in range(depth - 1))
         self.readout = nn.Linear(width, num_classes, device=dev)
         self.param_table: ParamTable | None = None
-        if dev == "meta":
+        if str(device) == "meta":
             return
 
         def build(w: int, d: str) -> nn.Module:
             return SmallCNN(width=w, depth=depth, in_channels=in_channels, num_classes=num_classes,
                             image_size=image_size, activation=activation, device=d)
 
+        self.to_empty(device="cpu").to(dtype)  # built on meta: skip torch's default init, draw ours once
         standard_init_(self, torch.Generator().manual_seed(int(seed)))
-        self.to(dtype)
         self.param_table = self_parametrize(self, build, parametrization, width if base_width is None else base_width,
                                             1.0).table
         self.to(device)

@@ -36,5 +36,5 @@ def standard_init_(model: nn.Module, generator: torch.Generator, gain: float = 1
                 param.zero_()
                 continue
             draw = torch.randn(param.shape, generator=generator, dtype=torch.float64)
-            param.copy_((std * draw).to(param.dtype))
+            param.copy_(draw.mul_(std))  # float64 product rounded once to the parameter's dtype
     return model

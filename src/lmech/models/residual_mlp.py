@@ -69,22 +69,22 @@ class ResidualMLP(nn.Module):
         if activation not in ACTIVATIONS:
             raise BadInput("activation", activation, f"one of {sorted(ACTIVATIONS)}")
         self.width, self.depth, self.norm_kind = width, depth, norm
-        build_device = "meta" if str(device) == "meta" else "cpu"
+        build_device = "meta"
         self.input = nn.Linear(in_features, width, device=build_device)
         self.blocks = nn.ModuleList(Block(width, norm, activation, build_device) for _ in range(depth))
         self.norm = nn.LayerNorm(width, device=build_device) if norm == "pre" else nn.Identity()
         self.readout = nn.Linear(width, out_features, device=build_device)
         self.branch_multiplier = 1.0
         self.param_table: ParamTable | None = None
-        if build_device == "meta":
+        if str(device) == "meta":
             return
 
         def build(w: int, dev: str) -> nn.Module:
             return ResidualMLP(in_features, out_features, width=w, depth=depth, norm=norm, activation=activation,
                                device=dev)
 
+        self.to_empty(device="cpu").to(dtype)  # built on meta: skip torch's default init, draw ours once
         standard_init_(self, torch.Generator().manual_seed(int(seed)))
-        self.to(dtype)
         p = self_parametrize(self, build, parametrization, base_width, max(depth, 1) / base_depth,
                              branches=[f"blocks.{i}" for i in range(depth)])
         self.param_table = p.table

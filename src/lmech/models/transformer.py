@@ -134,21 +134,21 @@ class TinyTransformer(nn.Module):
         base_width = config.width if config.base_width is None else config.base_width
         base_depth = config.depth if config.base_depth is None else config.base_depth
         scale = preset.attention_scale(config.width // config.n_head, base_width // config.n_head)
-        build_device = "meta" if str(device) == "meta" else "cpu"
+        build_device = "meta"
         self.wte = _embedding(config.vocab_size, config.width, build_device)
         self.wpe = _embedding(config.block_size, config.width, build_device)
         self.blocks = nn.ModuleList(Block(config, scale, build_device) for _ in range(config.depth))
         self.ln_f = nn.LayerNorm(config.width, bias=config.bias, device=build_device)
         self.lm_head = nn.Linear(config.width, config.vocab_size, bias=False, device=build_device)
         self.param_table: ParamTable | None = None
-        if build_device == "meta":
+        if str(device) == "meta":
             return
 
         def build(width: int, dev: str) -> nn.Module:
             return TinyTransformer(config, width=width, parametrization="sp", base_width=None, device=dev)
 
+        self.to_empty(device="cpu").to(dtype)  # built on meta: skip torch's default init, draw ours once
         standard_init_(self, torch.Generator().manual_seed(int(seed)))
-        self.to(dtype)
         branches = [f"blocks.{i}.{part}" for i in range(config.depth) for part in ("attn", "mlp", "ln_1", "ln_2")]
         p = self_parametrize(self, build, config.parametrization, base_width, config.depth / base_depth,
                              branches=branches, roles={"blocks.*.attn.query.*": "query", "blocks.*.attn.key.*": "key"})

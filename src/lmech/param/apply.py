@@ -46,8 +46,10 @@ class ScaleInput:
     def __init__(self, factor: float):
         self.factor = float(factor)
 
-    def __call__(self, module: nn.Module, args: tuple) -> tuple:
-        return (args[0] * self.factor, *args[1:])
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if args:
+            return (args[0] * self.factor, *args[1:]), kwargs
+        return args, {**kwargs, "input": kwargs["input"] * self.factor}  # layer(input=x)
 
     def __repr__(self) -> str:
         return f"ScaleInput({self.factor:g})"
@@ -124,7 +126,7 @@ def _install(model: nn.Module, table: ParamTable, branch_hooks: bool) -> list:
         mname, _, pname = entry.name.rpartition(".")
         module = modules[mname]
         if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and pname == "weight":
-            handles.append(module.register_forward_pre_hook(ScaleInput(entry.multiplier)))
+            handles.append(module.register_forward_pre_hook(ScaleInput(entry.multiplier), with_kwargs=True))
         elif isinstance(module, nn.Embedding) and pname == "weight":
             handles.append(module.register_forward_hook(ScaleOutput(entry.multiplier)))
         else:
