@@ -474,12 +474,13 @@ def _figure(exp: CentralFlow, config, prediction, measurement, path: Path) -> Pa
                title="top eigenvalues: GD (dots), central flow (lines)")
     ax_eig.legend(fontsize=7, frameon=False)
     t = np.arange(j["n"])
-    ax_var.plot(t, running_mean(j["proj2"], config.window), color="C0", label="GD: (uᵀ(w_GD − w_CF))², running mean")
-    ax_var.plot(t, j["sigma2"], **P.THEORY, label="central flow: σ² (top eigenvalue of Σ)")
+    ax_var.plot(t, running_mean(j["proj2"], config.window), color="C0", label="GD: Σ_i (u_iᵀ(w_GD − w_CF))², running mean")
+    ax_var.plot(t, j["sigma2"], **P.THEORY, label="central flow: tr Σ (σ² with one critical direction)")
     win = j["windows"]
     if not win.empty:
         mids = (win["start"] + win["end"]) / 2
-        ax_var.plot(mids, win["variance"], "o", color="C0", markersize=4, label="window means (judged)")
+        ax_var.plot(mids, win["variance"], "o", color="C0", markersize=4, label="GD, mean over the judged window")
+        ax_var.plot(mids, win["sigma2"], "s", color="k", markersize=4, label="flow, mean over the judged window")
     ax_var.set(xlabel="step", ylabel="variance along u", title="oscillation: σ² predicted vs measured")
     ax_var.legend(fontsize=7, frameon=False)
     ax_dist.plot(t, j["d_cf"], color="C3", label="‖w_GD − w_CF‖")
