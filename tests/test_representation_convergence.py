@@ -1,0 +1,133 @@
+"""The representation-convergence law (Kornblith et al. 2019, Table 2): across seeds, linear CKA identifies the
+corresponding layer, CCA-type indices do not. The counterexamples (examples shuffled, narrow networks, tanh)
+run in tests/test_contract.py; here: the fast similarity tables against the instruments, the batched training
+against training alone, and what the quick run reports."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lmech.config import apply_overrides
+from lmech.errors import BadInput
+from lmech.experiments import get
+from lmech.experiments.base import NullProgress
+from lmech.experiments.representation_convergence import (
+    METRICS,
+    ConvergenceConfig,
+    build_replicas,
+    identification,
+    similarity_tables,
+    train_replicas,
+)
+from lmech.instruments import similarity as S
+
+
+def _reps(seed: int = 0, k: int = 3, depth: int = 3, n: int = 60, p: int = 7) -> list[list[torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    reps = []
+    for _ in range(k):
+        layers = [torch.randn(n, p, generator=g, dtype=torch.float64) for _ in range(depth)]
+        reps.append([X - X.mean(0) for X in layers])
+    return reps
+
+
+def test_similarity_tables_match_the_instruments():
+    # the experiment's once-per-representation statistics against lmech.instruments.similarity, pair by pair
+    reps = _reps(p=9)
+    reps[1][2] = reps[1][2][:, :4]  # a narrower layer: CCA's number of correlations is min(rank)
+    table = similarity_tables(reps, keep_variance=0.9)
+    assert set(table["metric"]) == set(METRICS) and len(table) == len(METRICS) * 3 * 2 * 9
+    reference = {
+        "linear_cka": S.linear_cka,
+        "debiased_cka": S.debiased_cka,
+        "svcca": lambda X, Y: S.svcca(X, Y, keep_variance=0.9),
+        "cca": lambda X, Y: float(S.canonical_correlations(X, Y).mean()),
+    }
+    for row in table.itertuples():
+        expected = reference[row.metric](reps[row.a][row.layer_a], reps[row.b][row.layer_b])
+        assert row.value == pytest.approx(expected, rel=1e-9, abs=1e-12), row
+
+
+def test_identification_counts_the_argmax():
+    rows = [("m", 0, 1, 0, 0, 0.9), ("m", 0, 1, 0, 1, 0.5), ("m", 0, 1, 1, 0, 0.8), ("m", 0, 1, 1, 1, 0.7),
+            ("m", 1, 0, 0, 0, 0.2), ("m", 1, 0, 0, 1, 0.3), ("m", 1, 0, 1, 0, 0.1), ("m", 1, 0, 1, 1, 0.6)]
+    table = pd.DataFrame(rows, columns=["metric", "a", "b", "layer_a", "layer_b", "value"])
+    out = identification(table).iloc[0]
+    assert (out.hits, out.trials) == (2, 4) and out.accuracy == 0.5
+
+
+def test_cka_tells_apart_what_cca_cannot():
+    # Kornblith et al.'s argument on a constructed case: layer 1 is an invertible linear map of layer 0 (a
+    # different geometry, the same column space). CCA, invariant to invertible maps, scores both layers 1 and
+    # cannot identify them; linear CKA (only orthogonally invariant) can.
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(200, 5, generator=g, dtype=torch.float64)
+    A = torch.diag(torch.tensor([8.0, 4.0, 1.0, 0.3, 0.1], dtype=torch.float64))
+
+    def net(noise_seed):
+        q, _ = torch.linalg.qr(torch.randn(5, 5, generator=torch.Generator().manual_seed(noise_seed),
+                                           dtype=torch.float64))
+        layers = [base @ q, base @ A @ q]
+        return [X - X.mean(0) for X in layers]
+
+    table = similarity_tables([net(1), net(2)], keep_variance=1.0)
+    acc = identification(table).set_index("metric")["accuracy"]
+    assert acc["linear_cka"] == 1.0
+    cca = table[table.metric == "cca"]["value"].to_numpy()
+    np.testing.assert_allclose(cca, 1.0, atol=1e-9)
+
+
+def test_batched_training_is_one_adam_per_replica():
+    # two replicas trained together end where each trained alone ends (vmap and the stacked Adam act per replica)
+    config = ConvergenceConfig(replicas=2, depth=2, width=16, steps=15, batch_size=32, n_train=200)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(200, 64, generator=g), torch.randint(0, 10, (200,), generator=g)
+    together = build_replicas(config)
+    train_replicas(together, x, y, config, NullProgress())
+    for i in range(2):
+        alone = [build_replicas(config)[i]]
+        train_replicas(alone, x, y, config, NullProgress())
+        for (name, p), q in zip(together[i].named_parameters(), alone[0].parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+    # and the replicas differ only by their initialization
+    assert not torch.equal(together[0].layers[0].weight, together[1].layers[0].weight)
+
+
+def test_quick_run_reports_every_metric_and_the_controls(quick_run):
+    _, measurement, verdicts, figures = quick_run("representation-convergence")
+    config = get("representation-convergence").quick_config()
+    assert figures and measurement.diverged_at is None
+    summary = measurement.summary
+    for metric in METRICS:
+        assert 0.0 <= summary[f"{metric}_accuracy"] <= 1.0
+    # the permutation null is at chance: no example corresponds (60 trials: within 4 standard errors of 1/depth)
+    chance = 1.0 / config.depth
+    assert abs(summary["null_accuracy"] - chance) <= 4 * math.sqrt(chance * (1 - chance) / 60)
+    # debiased and biased CKA agree on which layer is which (n = 797 against width 256)
+    assert abs(summary["debiased_cka_accuracy"] - summary["linear_cka_accuracy"]) <= 0.1
+    # the networks are trained
+    assert summary["min_test_accuracy"] >= 0.9
+    judged = {v.key: v for v in verdicts}
+    assert judged["cka_identifies"].details["published"]["linear_cka"] == 0.993
+    sims = measurement.series["similarity"]
+    # every metric is symmetric: S(a_i, b_j) = S(b_j, a_i)
+    t = sims[sims.metric == "linear_cka"].set_index(["a", "b", "layer_a", "layer_b"])["value"]
+    swapped = t.copy()
+    swapped.index = swapped.index.reorder_levels([1, 0, 3, 2])
+    pd.testing.assert_series_equal(t.sort_index(), swapped.sort_index(), check_names=False)
+
+
+@pytest.mark.parametrize("override,field", [
+    ({"batch_size": 1500, "n_train": 1000}, "batch_size"),
+    ({"width": 8192, "replicas": 32}, "width"),
+    ({"activation": "sin"}, "activation"),
+])
+def test_bad_config_rejected_before_work(override, field):
+    with pytest.raises(BadInput) as err:
+        apply_overrides(get("representation-convergence").quick_config(), override)
+    assert field in str(err.value)
