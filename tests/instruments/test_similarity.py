@@ -281,3 +281,49 @@ def test_compare_other_metrics_and_data_loaders():
         compare(a, b, x, metric="cosine")
     with pytest.raises(BadInput, match="layers"):
         compare(a, b, x, layers=["nonexistent"])
+
+
+def test_compare_several_metrics_in_one_pass():
+    a, b = two_models()
+    x = gaussian(30, 25, 26).reshape(30, 1, 5, 5)
+    many = compare(a, b, x, layers=["conv", "act"], layers_b=["2", "3"], metrics=["linear_cka", "svcca", "mutual_knn"],
+                   batch_size=7)
+    assert list(many) == ["linear_cka", "svcca", "mutual_knn"]
+    for metric, frame in many.items():  # each the same as its own call
+        alone = compare(a, b, x, layers=["conv", "act"], layers_b=["2", "3"], metric=metric)
+        assert frame.index.name == "layer_a" and frame.columns.name == "layer_b"
+        assert np.allclose(frame.to_numpy(), alone.to_numpy(), atol=1e-12, rtol=0)
+    with pytest.raises(BadInput, match="metrics"):
+        compare(a, b, x, metrics=["linear_cka", "linear_cka"])
+    with pytest.raises(BadInput, match="metrics"):
+        compare(a, b, x, metrics=["cosine"])
+
+
+def test_compare_names_what_cannot_be_compared():
+    a, b = two_models()
+    x = gaussian(12, 25, 27).reshape(12, 1, 5, 5)
+
+    class Skips(nn.Module):  # a layer whose hook never fires
+        def __init__(self):
+            super().__init__()
+            self.used, self.unused = nn.Linear(25, 4), nn.Linear(25, 4)
+
+        def forward(self, x):
+            return self.used(x.flatten(1))
+
+    with pytest.raises(BadInput, match="unused"):
+        compare(Skips().double(), b, x, layers=["unused"], layers_b=["2"])
+
+    class Constant(nn.Module):  # the same output for every example
+        def __init__(self):
+            super().__init__()
+            self.const = nn.Identity()
+
+        def forward(self, x):
+            return self.const(torch.ones(x.shape[0], 3, dtype=x.dtype) * 0.1)
+
+    for metric in ("linear_cka", "svcca"):
+        with pytest.raises(BadInput, match="vary over the examples"):
+            compare(Constant(), b, x, layers=["const"], layers_b=["2"], metric=metric, batch_size=5)
+    with pytest.raises(BadInput, match="rows"):  # mismatched numbers of examples, in the metrics themselves
+        linear_cka(torch.randn(10, 3), torch.randn(9, 3))

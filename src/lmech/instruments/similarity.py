@@ -394,6 +394,7 @@ def compare(
     batch_size: int | None = None,
     *,
     layers_b: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
 ):
     """Layer-by-layer similarity matrix of two models on the same inputs.
 
@@ -411,17 +412,27 @@ def compare(
         metric: the similarity measure.
         batch_size: chunk a tensor ``data`` into batches of this size.
         layers_b: names of submodules of ``model_b``.
+        metrics: several measures at once, from one pass over the data (``metric`` is then ignored).
 
     Returns:
         A pandas DataFrame, index = layers of ``model_a`` (``"layer_a"``), columns = layers of
-        ``model_b`` (``"layer_b"``). For ``"linear_cka"`` the cross-products are accumulated over
-        batches (memory independent of ``n``, quadratic in the layers' widths); the other metrics
-        collect all features first.
+        ``model_b`` (``"layer_b"``); with ``metrics``, a dict ``{metric: DataFrame}`` in the order given.
+        ``"linear_cka"`` accumulates its cross-products over batches (memory independent of ``n``,
+        quadratic in the layers' widths); the other metrics collect all features first.
+
+    Raises:
+        BadInput: an unknown metric or layer; a named layer that never runs (its hook never fires) or
+            runs more than once per forward; an output without the batch as first dimension; a layer
+            whose output is the same for every example (every similarity to it is undefined: named here
+            instead of a matrix of NaN).
     """
     import pandas as pd
 
-    if metric not in METRICS:
-        raise BadInput("metric", metric, "one of " + ", ".join(repr(m) for m in METRICS))
+    requested = [metric] if metrics is None else list(metrics) if not isinstance(metrics, str) else [metrics]
+    unknown = [m for m in requested if m not in METRICS]
+    if unknown or not requested or len(set(requested)) != len(requested):
+        raise BadInput("metrics" if metrics is not None else "metric", metrics if metrics is not None else metric,
+                       "distinct names among " + ", ".join(repr(m) for m in METRICS))
     if batch_size is not None and (
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
     ):
@@ -431,9 +442,14 @@ def compare(
             raise BadInput(name, type(model).__name__, "a torch.nn.Module")
     names_b = layers_b if layers_b is not None else layers
 
-    acc = _LinearCKAAccumulator() if metric == "linear_cka" else None
+    acc = _LinearCKAAccumulator() if "linear_cka" in requested else None
+    collect = any(m != "linear_cka" for m in requested)
     collected_a: dict[str, list[Tensor]] = {}
     collected_b: dict[str, list[Tensor]] = {}
+    first_a: dict[str, Tensor] = {}
+    first_b: dict[str, Tensor] = {}
+    varies: dict[tuple[str, str], bool] = {}
+    seen = 0
     for x in _batches(data, batch_size):
         fa = capture_activations(model_a, x, layers)
         fb = capture_activations(model_b, x, names_b)
@@ -443,23 +459,37 @@ def compare(
             bad = [k for k, v in feats.items() if v.ndim == 0 or v.shape[0] != x.shape[0]]
             if bad:
                 raise BadInput(side, bad, f"layers whose outputs have the batch ({x.shape[0]}) as first dimension")
+        seen += x.shape[0]
+        for side, feats, first in (("layers", fa, first_a), ("layers_b", fb, first_b)):
+            for k, v in feats.items():  # a constant layer: every row equals the first one seen, exactly
+                row = first.setdefault(k, v[:1])
+                varies[(side, k)] = varies.get((side, k), False) or bool((v != row).any())
         if acc is not None:
             acc.update(fa, fb)
-        else:
+        if collect:
             for store, feats in ((collected_a, fa), (collected_b, fb)):
                 for k, v in feats.items():
                     store.setdefault(k, []).append(v.reshape(v.shape[0], -1))
+    if seen == 0:
+        raise BadInput("data", "no batches", "at least one batch of inputs")
+    if seen < 2:
+        raise BadInput("data", f"{seen} example", "at least 2 examples to compare representations")
+    for side, first in (("layers", first_a), ("layers_b", first_b)):
+        constant = [k for k in first if not varies[(side, k)]]
+        if constant:
+            raise BadInput(side, constant, "layers whose outputs vary over the examples (these are the same for "
+                           "every example: their similarity to anything is undefined)")
+    A = {k: torch.cat(v) for k, v in collected_a.items()}
+    B = {k: torch.cat(v) for k, v in collected_b.items()}
     if acc is not None:
-        if acc.n == 0:
-            raise BadInput("data", "no batches", "at least one batch of inputs")
         la, lb = [k for (side, k) in acc.grams if side == "a"], [k for (side, k) in acc.grams if side == "b"]
-        values = [[acc.result(ka, kb) for kb in lb] for ka in la]
     else:
-        if not collected_a:
-            raise BadInput("data", "no batches", "at least one batch of inputs")
-        la, lb = list(collected_a), list(collected_b)
-        A = {k: torch.cat(v) for k, v in collected_a.items()}
-        B = {k: torch.cat(v) for k, v in collected_b.items()}
-        values = [[METRICS[metric](A[ka], B[kb]) for kb in lb] for ka in la]
-    frame = pd.DataFrame(values, index=pd.Index(la, name="layer_a"), columns=pd.Index(lb, name="layer_b"))
-    return frame
+        la, lb = list(A), list(B)
+    frames = {}
+    for m in requested:
+        if m == "linear_cka":
+            values = [[acc.result(ka, kb) for kb in lb] for ka in la]
+        else:
+            values = [[METRICS[m](A[ka], B[kb]) for kb in lb] for ka in la]
+        frames[m] = pd.DataFrame(values, index=pd.Index(la, name="layer_a"), columns=pd.Index(lb, name="layer_b"))
+    return frames if metrics is not None else frames[metric]
