@@ -11,8 +11,9 @@ hyperparameter-transfer, scaling and universality laws train.
 from lmech.models.cnn import SmallCNN
 from lmech.models.deep_linear import DeepLinear
 from lmech.models.mlp import MLP, Activation, Dense, mlp_layers
+from lmech.models.patch_transformer import PatchTransformer
 from lmech.models.residual_mlp import ResidualMLP
 from lmech.models.transformer import TinyTransformer, TransformerConfig
 
-__all__ = ["MLP", "Activation", "Dense", "DeepLinear", "ResidualMLP", "SmallCNN", "TinyTransformer",
+__all__ = ["MLP", "Activation", "Dense", "DeepLinear", "PatchTransformer", "ResidualMLP", "SmallCNN", "TinyTransformer",
            "TransformerConfig", "mlp_layers"]  # the builder: lmech.models.mlp.mlp
