@@ -59,7 +59,7 @@ exceeding the change from one hidden layer to the next (ReLU layers of one MLP o
 seeds 0, 1). And **the paper's ordering is not universal**: with tanh (3 replicas, width 128, 150 steps) CCA
 identifies the layers too (CCA 0.78-0.94, SVCCA 0.56-0.67, CKA 1.0): the gap falls to 0.06-0.22.
 
-Cost (quick config): 10-11 s of CPU on one core (measured with the machine loaded, load average 9 on 2 cores);
+Cost (quick config): 9.5-11 s of CPU on one core (measured with the machine loaded, load average 5-9 on 2 cores);
 the counterexample configs 1-2 s each.
 """
 
@@ -209,18 +209,6 @@ def representations(models: list[torch.nn.Module], x: torch.Tensor, depth: int) 
     return out
 
 
-def _basis(X: torch.Tensor, keep_variance: float | None = None) -> torch.Tensor:
-    """Orthonormal basis of the column space of centred ``X`` (its top directions keeping ``keep_variance``)."""
-    U, s, _ = torch.linalg.svd(X, full_matrices=False)
-    if s.numel() == 0 or s[0] == 0:
-        return U[:, :0]
-    rank = int((s > s[0] * max(X.shape) * torch.finfo(s.dtype).eps).sum())
-    if keep_variance is not None:
-        frac = torch.cumsum(s**2, 0) / (s**2).sum()
-        rank = min(rank, int((frac < keep_variance - 1e-12).sum()) + 1)
-    return U[:, :rank]
-
-
 def similarity_tables(reps: list[list[torch.Tensor]], keep_variance: float,
                       permutations: dict[tuple[int, int], torch.Tensor] | None = None,
                       metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
@@ -235,14 +223,15 @@ def similarity_tables(reps: list[list[torch.Tensor]], keep_variance: float,
     with the rows of b's representations permuted by ``permutations[(a, b)]`` (not symmetric: every ordered
     pair is computed). Long format: metric, a, b, layer_a, layer_b, value.
     """
+    from lmech.instruments.similarity import _orthonormal_basis as basis  # the instrument's own SVD basis
     from lmech.instruments.similarity import debiased_cka
 
     if permutations is not None:
         metrics = ("linear_cka",)
     k, depth = len(reps), len(reps[0])
     norms = [[torch.linalg.matrix_norm(X.T @ X) for X in r] for r in reps]
-    bases = {"cca": [[_basis(X) for X in r] for r in reps] if "cca" in metrics else None,
-             "svcca": [[_basis(X, keep_variance) for X in r] for r in reps] if "svcca" in metrics else None}
+    bases = {"cca": [[basis(X) for X in r] for r in reps] if "cca" in metrics else None,
+             "svcca": [[basis(X, keep_variance) for X in r] for r in reps] if "svcca" in metrics else None}
 
     def value(metric: str, X: torch.Tensor, Y: torch.Tensor, a: int, i: int, b: int, j: int) -> float:
         if metric == "linear_cka":
