@@ -173,6 +173,11 @@ def test_prediction_interval_covers_held_out_runs():
     coverage = np.mean((lo <= held) & (held <= hi))
     assert 0.75 <= coverage <= 1.0, coverage
     assert lo < clo < chi < hi
+    # for the mean of 4 runs the run scatter shrinks: a narrower band (here the surface dominates)
+    lo4, hi4 = fit.predict_interval(1e10, 1e11, level=0.9, runs=4)
+    assert lo < lo4 < hi4 < hi
+    with pytest.raises(BadInput, match="runs"):
+        fit.predict_interval(1e10, 1e11, runs=0)
 
 
 @pytest.mark.parametrize("args, name", [

@@ -297,22 +297,26 @@ class ScalingFit:
         return self.law.loss(N, D)
 
     def predict_interval(self, N, D, level: float = 0.9, kind: str = "prediction",
-                         seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                         seed: int | None = None, runs: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """A bootstrap interval for the loss at (N, D).
 
         ``kind="confidence"``: the spread of the fitted surface L̂_b(N, D) over the replicates.
         ``kind="prediction"``: for a new run's measured loss: each replicate's log L̂_b plus a residual
         drawn from the fit's log-residuals (the bootstrap prediction interval of Davison & Hinkley 1997,
-        §6.3), so it also holds the scatter of single runs about the surface.
+        §6.3), so it also holds the scatter of single runs about the surface; ``runs``: for the mean
+        of that many independent runs, the mean of as many residuals.
         """
         self._need_bootstrap()
         if kind not in ("confidence", "prediction"):
             raise BadInput("kind", kind, "'confidence' or 'prediction'")
         lnN, lnD = np.log(np.asarray(N, float)), np.log(np.asarray(D, float))
         logs = log_loss(self.bootstrap, lnN, lnD)  # (B, ...)
+        if not (isinstance(runs, (int, np.integer)) and runs >= 1):
+            raise BadInput("runs", runs, "a number of runs >= 1")
         if kind == "prediction":
             rng = np.random.default_rng(self.seed + 1 if seed is None else seed)
-            logs = logs + rng.choice(np.sort(self.residuals), size=logs.shape)  # sorted: row order is moot
+            draws = rng.choice(np.sort(self.residuals), size=(runs,) + logs.shape)  # sorted: row order is moot
+            logs = logs + draws.mean(axis=0)
         lo, hi = _percentiles(np.exp(logs), level, axis=0)
         return lo, hi
 

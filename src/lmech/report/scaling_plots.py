@@ -25,12 +25,12 @@ def size_groups(N: np.ndarray, max_groups: int = 10, decimals: int = 2) -> list[
     return [np.flatnonzero(keys == s) for s in sizes]
 
 
-def iso_loss_panel(ax, fit, N, D, L, level: float = 0.95) -> None:
+def iso_loss_panel(ax, fit, N, D, L, level: float = 0.95, resolution: int = 160) -> None:
     """Iso-loss contours of the fit over the runs' (C, N) range, the frontier and the runs."""
     C = 6 * N * D
     c_lo, c_hi = np.log10(C.min()) - 0.5, np.log10(C.max()) + 1.0
     n_lo, n_hi = np.log10(N.min()) - 0.5, np.log10(N.max()) + 1.0
-    cc, nn = np.meshgrid(np.logspace(c_lo, c_hi, 160), np.logspace(n_lo, n_hi, 160))
+    cc, nn = np.meshgrid(np.logspace(c_lo, c_hi, resolution), np.logspace(n_lo, n_hi, resolution))
     loss = fit.law.loss(nn, cc / (6 * nn))
     levels = np.quantile(L, np.linspace(0.02, 0.98, 9))
     cs = ax.contour(cc, nn, loss, levels=np.unique(np.round(levels, 2)), cmap="viridis_r", linewidths=1.0)
