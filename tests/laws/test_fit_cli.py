@@ -111,3 +111,30 @@ def test_too_few_runs_and_other_bad_arguments(capsys, tmp_path):
     assert code == 2 and "--bootstrap" in err
     code, _, err = _run(capsys, ["fit", "scaling", str(path), *cols, "--out", str(tmp_path / "fig.txt")])
     assert code == 2 and "--out" in err
+
+
+@pytest.mark.parametrize("json_output", [False, True])
+def test_bootstrap_shows_a_progress_bar(capsys, small_csv, monkeypatch, json_output):
+    """The bootstrap advances a progress bar (on stderr) to its replicate count; with --json no bar is drawn,
+    so the output stays one JSON object."""
+    import lmech.cli.fit as fit_cli
+
+    seen = []
+
+    class Spy(fit_cli.RichProgress):
+        def start(self, total, description):
+            seen.append(("start", total, description, self.progress is not None))
+            super().start(total, description)
+
+        def advance(self, n=1):
+            seen.append(("advance", n))
+            super().advance(n)
+
+    monkeypatch.setattr(fit_cli, "RichProgress", Spy)
+    code, out, _ = _run(capsys, ["fit", "scaling", str(small_csv), "--n", "params", "--d", "tokens", "--loss",
+                                 "final_loss", "--bootstrap", "30"] + (["--json"] if json_output else []))
+    assert code == 0
+    assert seen[0] == ("start", 30, "bootstrap", not json_output)
+    assert sum(n for kind, n, *_ in seen if kind == "advance") == 30
+    if json_output:
+        assert json.loads(out)["bootstrap"] == 30
