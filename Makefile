@@ -32,9 +32,10 @@ $(VENV)/.tutorials: $(STAMP)
 run: venv
 	$(BIN)/lmech check --quick
 
-# Two test processes (pytest-xdist): a law-book entry computed by one is shared with the other (tests/conftest.py).
+# Two test processes (pytest-xdist): a law-book entry computed by one is shared with the other (tests/conftest.py);
+# the 30 slowest tests are listed at the end, to keep the CI run under its 20 minutes.
 test: venv $(VENV)/.tutorials
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --durations=30
 
 bench: venv
 	$(PIP) install --no-compile -c constraints.txt -e ".[bench]"
