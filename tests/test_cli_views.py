@@ -26,7 +26,7 @@ from lmech.cli.tables import render, tidy
 from lmech.cli.verdicts import details_lines, summary_lines
 from lmech.config import to_dict
 from lmech.experiments import get, names
-from lmech.report.format import number
+from lmech.report.format import number, value
 
 
 def _verdict(key, agreement, tolerance, status="holds", inconclusive=None):
@@ -147,7 +147,7 @@ def test_list_shows_the_config_run_uses_its_entries_and_criteria(name, capsys, s
         if isinstance(field["default"], int) and not isinstance(field["default"], bool):
             assert f" {field['default']}" in text or f"default: {field['default']}" in text
         if isinstance(field["default"], list):
-            assert "[" + ", ".join(number(v) for v in field["default"]) + "]" in text
+            assert value(field["default"]) in text
 
 
 def test_run_entry_runs_a_law_book_entry_and_names_the_entries_otherwise(capsys):

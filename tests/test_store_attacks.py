@@ -321,7 +321,8 @@ def test_report_out_a_folder_exits_5_and_leaks_nothing(tmp_path, toys, capsys):
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
 
 
-def test_a_sweep_on_a_filling_disk_keeps_its_finished_runs_and_exits_5(tmp_path, toys, monkeypatch, capsys):
+def test_a_sweep_on_a_filling_disk_keeps_its_finished_runs_and_exits_5(tmp_path, toys, monkeypatch, capsys,
+                                                                        lmech_cmd, toy_env):
     import lmech.sweeps.sweep as sweep_module
 
     root = tmp_path / "lab"
@@ -344,8 +345,13 @@ def test_a_sweep_on_a_filling_disk_keeps_its_finished_runs_and_exits_5(tmp_path,
     store = RunStore(root)
     assert sorted(r.run_id for r in store.verify() if r.finished) == sorted(stored)
     assert _leftovers(root) == []
-    assert main([*argv, "--json"]) == 0  # the rerun computes exactly the missing runs
-    report = json.loads(capsys.readouterr().out)
+    # the rerun (a new command, as the user would type it) computes exactly the missing runs. In this test
+    # process the fork server may date from an earlier test with another environment: a fresh process is
+    # the scenario the store promises.
+    rerun = subprocess.run(lmech_cmd + argv[:-2] + ["--store", str(root), "--json"], env=toy_env,
+                           capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    report = json.loads(rerun.stdout)
     assert report["skipped"] == 2 and report["computed"] == 4
 
 
