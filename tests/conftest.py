@@ -101,7 +101,17 @@ def computed(tmp_path_factory, key: str, compute_fn):
             if data.exists():
                 value = pickle.loads(data.read_bytes())
             else:
-                value = compute_fn()
+                # a law that keeps work in the run store (scaling-law's trained grid) writes to the session's
+                # shared folder, never to ./lab of the checkout the tests run in
+                saved = os.environ.get("LMECH_STORE")
+                os.environ["LMECH_STORE"] = str(folder / "lab")
+                try:
+                    value = compute_fn()
+                finally:
+                    if saved is None:
+                        os.environ.pop("LMECH_STORE", None)
+                    else:
+                        os.environ["LMECH_STORE"] = saved
                 try:
                     payload = pickle.dumps(value)
                 except Exception:  # unpicklable extras: this process keeps it
