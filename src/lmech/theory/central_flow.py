@@ -60,6 +60,7 @@ from torch import Tensor, nn
 
 from lmech.errors import BadInput
 from lmech.instruments._params import flatten, trainable_parameters
+from lmech.instruments.curvature.checks import _check_positive_int
 from lmech.instruments.hessian_gradient import hessian_form_gradients
 from lmech.instruments.sharpness import SharpnessTracker
 
@@ -362,12 +363,6 @@ def _check_positive(name: str, value: object) -> float:
     return float(value)
 
 
-def _check_int(name: str, value: object, lower: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lower:
-        raise BadInput(name, value, f"an integer >= {lower}")
-    return int(value)
-
-
 def central_flow(
     model: nn.Module,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -406,14 +401,14 @@ def central_flow(
     (its sharpness still tracked), the reference the central flow is compared with.
     """
     lr = _check_positive("lr", lr)
-    steps = _check_int("steps", steps, 1)
-    substeps = _check_int("substeps", substeps, 1)
+    steps = _check_positive_int("steps", steps, 1)
+    substeps = _check_positive_int("substeps", substeps, 1)
     if flow not in ("central", "gradient"):
         raise BadInput("flow", flow, "'central' or 'gradient' (the same integrator without Σ: gradient flow)")
     if method not in ("heun", "euler"):
         raise BadInput("method", method, "'heun' (second order) or 'euler' (first order, the authors' scheme)")
-    eig_every = substeps if eig_every is None else _check_int("eig_every", eig_every, 1)
-    top_k = _check_int("top_k", top_k, 1)
+    eig_every = substeps if eig_every is None else _check_positive_int("eig_every", eig_every, 1)
+    top_k = _check_positive_int("top_k", top_k, 1)
     if top_k > MAX_CRITICAL:
         raise BadInput("top_k", top_k, f"at most {MAX_CRITICAL} (each critical direction costs k HVPs and k(k+1)/2 "
                        "third-derivative passes per velocity)")
