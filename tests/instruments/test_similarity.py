@@ -327,3 +327,69 @@ def test_compare_names_what_cannot_be_compared():
             compare(Constant(), b, x, layers=["const"], layers_b=["2"], metric=metric, batch_size=5)
     with pytest.raises(BadInput, match="rows"):  # mismatched numbers of examples, in the metrics themselves
         linear_cka(torch.randn(10, 3), torch.randn(9, 3))
+
+
+# --------------------------------------------------------------------------------------------------
+# what has no similarity: an error naming it, never NaN
+# --------------------------------------------------------------------------------------------------
+
+ALL_METRICS = {
+    "linear_cka": linear_cka,
+    "debiased_cka": debiased_cka,
+    "rbf_cka": rbf_cka,
+    "mutual_knn": lambda X, Y: mutual_knn(X, Y, k=3),
+    "procrustes": procrustes_distance,
+    "svcca": svcca,
+    "cca": canonical_correlations,
+}
+
+
+@pytest.mark.parametrize("metric", list(ALL_METRICS))
+def test_every_metric_refuses_what_has_no_similarity(metric):
+    fn = ALL_METRICS[metric]
+    X = gaussian(12, 4, 40)
+    fn(X, gaussian(12, 5, 41))  # a valid pair passes
+    # mismatched numbers of examples: named, with both counts
+    with pytest.raises(BadInput, match=r"Y.*11 examples.*12"):
+        fn(X, gaussian(11, 5, 41))
+    # constant features (every example the same row, also after float64 centring would leave round-off)
+    constant = torch.full((12, 3), 0.1, dtype=torch.float64)
+    for args, name in (((constant, X), "X"), ((X, constant), "Y")):
+        with pytest.raises(BadInput, match=rf"{name}.*same for every example"):
+            fn(*args)
+    # NaN or inf features
+    bad = X.clone()
+    bad[3, 1] = math.nan
+    with pytest.raises(BadInput, match=r"1 of 12 rows with NaN or inf"):
+        fn(bad, X)
+    bad[5, 0] = math.inf
+    with pytest.raises(BadInput, match=r"2 of 12 rows"):
+        fn(X, bad)
+
+
+def test_constant_columns_are_not_a_constant_representation():
+    # dead ReLU units (constant columns) are ordinary features: CKA is computed on the others, exactly
+    X, Y = gaussian(15, 3, 42), gaussian(15, 4, 43)
+    padded = torch.cat([X, torch.zeros(15, 2, dtype=torch.float64)], 1)
+    assert linear_cka(padded, Y) == pytest.approx(linear_cka(X, Y), abs=1e-12)
+    assert debiased_cka(padded, Y) == pytest.approx(debiased_cka(X, Y), abs=1e-12)
+
+
+def test_kernel_cka_refuses_a_gram_without_variation():
+    K = gaussian(8, 3, 44)
+    K = K @ K.T
+    with pytest.raises(BadInput, match="L.*HSIC"):
+        kernel_cka(K, torch.ones(8, 8, dtype=torch.float64))  # a constant kernel: centred, zero
+    # the unbiased self-HSIC of a nonconstant representation can fall below 0 with very few examples
+    X = torch.tensor([[0.0], [0.0], [0.0], [0.0], [1.0]], dtype=torch.float64)
+    assert hsic(X @ X.T, X @ X.T, unbiased=True) <= 0
+    with pytest.raises(BadInput, match="unbiased HSIC"):
+        debiased_cka(X, gaussian(5, 2, 45))
+
+
+def test_compare_refuses_non_finite_layer_outputs():
+    a, b = two_models()
+    x = gaussian(10, 25, 46).reshape(10, 1, 5, 5)
+    x[7, 0, 2, 2] = math.inf  # the conv layer's output at example 7 is inf
+    with pytest.raises(BadInput, match=r"conv.*NaN or inf among examples 5-9"):
+        compare(a, b, x, layers=["conv"], layers_b=["1"], batch_size=5)

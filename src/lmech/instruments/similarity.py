@@ -1,7 +1,10 @@
 r"""Representation similarity: how alike are two sets of features of the same ``n`` examples.
 
 ``X`` is ``(n, p)`` and ``Y`` is ``(n, q)`` (rows = the same examples; higher dimensions, e.g. conv
-feature maps, are flattened). Every measure is computed in float64.
+feature maps, are flattened). Every measure is computed in float64. What has no similarity is refused
+with a :class:`~lmech.errors.BadInput` naming it, never answered with NaN: ``X`` and ``Y`` with different
+numbers of rows (examples), NaN or inf features, a representation that is the same for every example; in
+:func:`compare`, a named layer whose forward hook never fires.
 
 * :func:`linear_cka`, :func:`rbf_cka`, :func:`kernel_cka`: centred kernel alignment (Kornblith et al.
   2019, arXiv 1905.00414, Eqs. (1)-(3));
@@ -56,14 +59,32 @@ def _matrix(name: str, X: Any, min_rows: int = 2) -> Tensor:
         X = X[:, None]
     if X.ndim < 1 or X.shape[0] < min_rows or X[0].numel() == 0:
         raise BadInput(name, tuple(X.shape), f"a feature matrix (n, p) with n >= {min_rows} and p >= 1")
-    return X.detach().reshape(X.shape[0], -1).to(torch.float64, copy=True)  # private: centred in place
+    X = X.detach().reshape(X.shape[0], -1).to(torch.float64, copy=True)  # private: centred in place
+    if not torch.isfinite(X).all():
+        bad = int((~torch.isfinite(X)).any(1).sum())
+        raise BadInput(name, f"{bad} of {X.shape[0]} rows with NaN or inf", "finite features")
+    return X
+
+
+def _varies(name: str, X: Tensor) -> Tensor:
+    """``X`` unchanged, or a :class:`BadInput` when every row equals the first (exactly, before centring).
+
+    A constant representation has zero centred variance: every similarity to it is 0/0. It is named here,
+    instead of returning NaN (or, after round-off in the centring, a meaningless number).
+    """
+    if bool((X == X[:1]).all()):
+        raise BadInput(name, f"{tuple(X.shape)} features, the same for every example",
+                       "a representation that varies over the examples (a constant one has no similarity)")
+    return X
 
 
 def _pair(X: Any, Y: Any, min_rows: int = 2) -> tuple[Tensor, Tensor]:
+    """Both feature matrices, checked: finite, the same number of rows (examples), not constant."""
     X, Y = _matrix("X", X, min_rows), _matrix("Y", Y, min_rows)
     if X.shape[0] != Y.shape[0]:
-        raise BadInput("Y", tuple(Y.shape), f"as many rows (examples) as X, {X.shape[0]}")
-    return X, Y
+        raise BadInput("Y", f"{Y.shape[0]} examples (shape {tuple(Y.shape)})",
+                       f"as many rows (examples) as X, {X.shape[0]}: the rows must be the same examples")
+    return _varies("X", X), _varies("Y", Y)
 
 
 def _centre(X: Tensor) -> Tensor:
@@ -72,7 +93,7 @@ def _centre(X: Tensor) -> Tensor:
 
 
 def _ratio(num: Tensor, den: Tensor) -> float:
-    """``num / den`` as a float; ``nan`` when a representation is constant (den = 0)."""
+    """``num / den`` as a float (``den > 0``: constant representations are refused by :func:`_pair`)."""
     return float(num / den) if den > 0 else math.nan
 
 
@@ -92,7 +113,11 @@ def linear_cka(X: Tensor, Y: Tensor) -> float:
     space through the identity
     :math:`\langle \mathrm{vec}(XX^\top), \mathrm{vec}(YY^\top)\rangle = \|Y^\top X\|_F^2` (Eq. (1)), so no :math:`n \times n` matrix is formed when :math:`n > p + q` (otherwise the cheaper
     Gram form is used). Invariant to orthogonal maps and isotropic scaling of either representation,
-    not to general invertible linear maps. ``nan`` when a representation is constant.
+    not to general invertible linear maps.
+
+    Raises:
+        BadInput: different numbers of rows (examples); NaN or inf; a representation that is the same for
+            every example (its similarity to anything is 0/0).
     """
     X, Y = _pair(X, Y)
     X, Y = _centre(X), _centre(Y)
@@ -116,7 +141,12 @@ def kernel_cka(K: Tensor, L: Tensor, *, debiased: bool = False) -> float:
     if K.shape != L.shape:
         raise BadInput("L", tuple(L.shape), f"the shape of K, {tuple(K.shape)}")
     kl, kk, ll = hsic(K, L, unbiased=debiased), hsic(K, K, unbiased=debiased), hsic(L, L, unbiased=debiased)
-    return kl / math.sqrt(kk * ll) if kk > 0 and ll > 0 else math.nan
+    for name, self_hsic in (("K", kk), ("L", ll)):
+        if not self_hsic > 0:
+            raise BadInput(name, f"{'unbiased ' if debiased else ''}HSIC({name}, {name}) = {self_hsic:.3g}",
+                           "a Gram matrix whose self-HSIC is positive (not a constant representation"
+                           + ("; with the unbiased estimator, enough examples" if debiased else "") + ")")
+    return kl / math.sqrt(kk * ll)
 
 
 def _gram(name: str, K: Any) -> Tensor:
@@ -181,12 +211,20 @@ def debiased_cka(X: Tensor, Y: Tensor) -> float:
     As used by Nguyen, Raghu & Kornblith 2021 (arXiv 2010.15327, Eq. (3)): unlike :func:`linear_cka`,
     whose estimate is biased upwards when :math:`p` is not small against :math:`n`, it is close to 0 for
     independent representations. Computed in feature space (no :math:`n \times n` matrix), ``n >= 4``.
-    Can be slightly negative; ``nan`` when an unbiased self-HSIC is not positive.
+    Can be slightly negative.
+
+    Raises:
+        BadInput: as :func:`linear_cka`; also when an unbiased self-HSIC estimate is not positive (it
+            estimates :math:`\|\Sigma_{XX}\|_F^2 > 0`, but can fall to or below 0 with very few examples).
     """
     X, Y = _pair(X, Y, min_rows=4)
     X, Y = _centre(X), _centre(Y)  # HSIC is translation invariant; centring improves round-off
     kl, kk, ll = _unbiased_linear_hsic(X, Y), _unbiased_linear_hsic(X, X), _unbiased_linear_hsic(Y, Y)
-    return _ratio(kl, torch.sqrt(kk * ll) if kk > 0 and ll > 0 else torch.tensor(0.0))
+    for name, self_hsic in (("X", kk), ("Y", ll)):
+        if not self_hsic > 0:
+            raise BadInput(name, f"unbiased HSIC({name}, {name}) = {float(self_hsic):.3g} on n = {X.shape[0]}",
+                           "a positive self-HSIC: more examples for the debiased estimator, or linear_cka")
+    return float(kl / torch.sqrt(kk * ll))
 
 
 def rbf_cka(X: Tensor, Y: Tensor, *, sigma_frac: float = 0.8) -> float:
@@ -424,7 +462,7 @@ def compare(
         BadInput: an unknown metric or layer; a named layer that never runs (its hook never fires) or
             runs more than once per forward; an output without the batch as first dimension; a layer
             whose output is the same for every example (every similarity to it is undefined: named here
-            instead of a matrix of NaN).
+            instead of a matrix of NaN); NaN or inf in a layer's output.
     """
     import pandas as pd
 
@@ -459,6 +497,9 @@ def compare(
             bad = [k for k, v in feats.items() if v.ndim == 0 or v.shape[0] != x.shape[0]]
             if bad:
                 raise BadInput(side, bad, f"layers whose outputs have the batch ({x.shape[0]}) as first dimension")
+            bad = [k for k, v in feats.items() if not torch.isfinite(v).all()]
+            if bad:
+                raise BadInput(side, bad, f"layers with finite outputs (NaN or inf among examples {seen}-{seen + x.shape[0] - 1})")
         seen += x.shape[0]
         for side, feats, first in (("layers", fa, first_a), ("layers_b", fb, first_b)):
             for k, v in feats.items():  # a constant layer: every row equals the first one seen, exactly
