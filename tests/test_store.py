@@ -137,3 +137,28 @@ def test_run_killed_midway_leaves_no_half_run_and_rerun_completes(tmp_path, lmec
     assert len(recs) == 1 and recs[0].status == "done"
     assert {"config.json", "status.json", "summary.json", "verdict.json"} <= {p.name for p in recs[0].path.iterdir()}
     assert runs.running() == []  # the leftover was discarded, not merged
+
+
+def test_run_id_follows_the_data_files_content_not_its_name(tmp_path):
+    """A config naming a data file (data=FILE) gets an id from the file's bytes: the same bytes give the same
+    id (under another name too), an edit in place gives a new id (never a stale cache hit), and a data= value
+    naming no file (a built-in dataset, a missing file) leaves the id a function of the config alone."""
+    import numpy as np
+
+    f = tmp_path / "mine.npz"
+    np.savez(f, x=np.zeros((4, 2)), y=np.zeros(4))
+    config = {"seed": 0, "data": str(f)}
+    first = run_id("eos", config)
+    assert run_id("eos", dict(config)) == first
+    assert run_id("eos", {"seed": 0, "data": f"{f}#x=x,y=y"}) != first  # another config value
+    copy = tmp_path / "copy.npz"
+    copy.write_bytes(f.read_bytes())
+    assert run_id("eos", {"seed": 0, "data": str(copy)}) != first  # the name is part of the config
+    before = f.stat().st_mtime_ns
+    np.savez(f, x=np.ones((4, 2)), y=np.zeros(4))
+    os.utime(f, ns=(before + 10**9, before + 10**9))
+    assert run_id("eos", config) != first
+    plain = {"seed": 0, "data": "sphere"}
+    assert run_id("eos", plain) == run_id("eos", dict(plain))
+    missing = {"seed": 0, "data": str(tmp_path / "gone.npz")}
+    assert run_id("eos", missing) == run_id("eos", dict(missing))

@@ -37,7 +37,8 @@ The promises (each has its test in ``tests/test_store.py`` and ``tests/test_stor
   (``is_finished`` is false, so ``check``, sweeps and ``run`` recompute it) and never crashes a listing.
 
 Run ids are content hashes of the experiment name and the normalized config (seed and device
-included), so a rerun of the same config finds its finished run.
+included) and, when the config names a data file (``data=FILE``), of that file's bytes: a rerun of the
+same config on the same data finds its finished run, and an edited data file makes a new run.
 """
 
 from __future__ import annotations
@@ -90,9 +91,49 @@ def run_id(experiment: str, config: dict[str, Any]) -> str:
     The config dict (seed and device among its fields) is serialized as canonical JSON (sorted keys,
     no whitespace, floats in their shortest round-trip form), so equal configs give equal ids.
     """
-    canonical = json.dumps({"experiment": experiment, "config": config}, sort_keys=True,
-                           separators=(",", ":"), allow_nan=True)
+    content = {"experiment": experiment, "config": config}
+    digest = data_digest(config.get("data"))
+    if digest is not None:  # a user's data file: the id follows its content, not only its name
+        content["data_sha256"] = digest
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def data_digest(source: Any) -> str | None:
+    """SHA-256 of the data file a config's ``data=`` field names (``PATH`` or ``PATH#x=..,y=..``), or None
+    when it names no existing file (a built-in dataset such as ``"sphere"``, or nothing).
+
+    Part of the run id, so that a rerun after the file was edited in place is a new run, never a stale
+    cache hit. Digests are cached by (path, inode, size, mtime): a file is read once per process
+    unless it changes.
+    """
+    if not isinstance(source, str) or not source.strip():
+        return None
+    from lmech.data.load import FORMATS, parse_source  # the data layer's own reading of data=
+
+    try:
+        path, _ = parse_source(source)
+        if path.suffix.lower() not in FORMATS:
+            return None
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    if not path.is_file():
+        return None
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        try:
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        except OSError:
+            return None
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 def environment() -> dict[str, str]:
