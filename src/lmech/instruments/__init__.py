@@ -9,9 +9,12 @@
 * :mod:`~lmech.instruments.similarity`: CKA (linear, RBF, debiased), mutual k-NN, Procrustes, SVCCA,
   layer-by-layer ``compare``;
 * :mod:`~lmech.instruments.noise`: the gradient noise scale B_simple;
+* :mod:`~lmech.instruments.batch_sharpness`: the batch sharpness E_B[g_B·H_B g_B/|g_B|²] (edge of stochastic
+  stability) with its Monte Carlo standard error, and its Monitor probe;
 * :mod:`~lmech.instruments.monitor`: ``Monitor`` attaches probes to any training loop without perturbing it.
 """
 
+from lmech.instruments.batch_sharpness import BatchSharpness, BatchSharpnessProbe, batch_sharpness
 from lmech.instruments.curvature import (
     GGNOperator,
     HessianOperator,
@@ -65,6 +68,7 @@ from lmech.instruments.similarity import (
 )
 
 __all__ = [
+    "BatchSharpness", "BatchSharpnessProbe", "batch_sharpness",
     "GGNOperator", "GradNormProbe", "HessianOperator", "HessianTraceProbe", "LinearizedModel", "LossProbe",
     "Monitor", "NTKOperator", "ParamNormProbe", "PreconditionedOperator", "SharpnessTracker", "capture_activations",
     "compare", "coordinate_change", "coordinate_size", "debiased_cka", "effective_rank", "empirical_ntk",
