@@ -120,13 +120,19 @@ def sdcp_residuals(A: np.ndarray, B: np.ndarray, X: np.ndarray) -> dict[str, flo
     r"""How far ``X`` is from solving SDCP(A, B), relative to the problem's scale.
 
     ``psd``: :math:`\max(0, -\lambda_{\min}(X))/s_X`; ``dual``: :math:`\max(0, -\lambda_{\min}(A + B[X]))/s_A`;
-    ``complementarity``: :math:`|\langle X, A + B[X]\rangle| / (s_X s_A)`, with :math:`s_X = \max(\|X\|, \epsilon)`
-    and :math:`s_A = \|A\| + \|B[X]\|` (Frobenius norms). All three are 0 at the solution.
+    ``complementarity``: :math:`|\langle X, A + B[X]\rangle| / (s_X s_A)`, with :math:`s_X = \max(\|X\|,
+    \|A\|/\|B\|)` (the size of X itself, or the problem's natural size of X where the solution is 0 or tiny)
+    and :math:`s_A = \|A\| + \|B[X]\|` (Frobenius norms; :math:`\|B\|` the operator's on symmetric matrices).
+    All three are 0 at the solution.
     """
     A, B, X = np.asarray(A, float), np.asarray(B, float), np.asarray(X, float)
-    R = A + _apply(B, X)
-    s_x = max(float(np.linalg.norm(X)), 1e-300)
-    s_a = max(float(np.linalg.norm(A)) + float(np.linalg.norm(_apply(B, X))), 1e-300)
+    BX = _apply(B, X)
+    R = A + BX
+    k = A.shape[0]
+    norm_b = float(np.linalg.norm(B.reshape(k * k, k * k), 2)) if k else 0.0
+    natural = float(np.linalg.norm(A)) / norm_b if norm_b > 0 else 0.0
+    s_x = max(float(np.linalg.norm(X)), natural, 1e-300)
+    s_a = max(float(np.linalg.norm(A)) + float(np.linalg.norm(BX)), 1e-300)
     lam_x = float(np.linalg.eigvalsh(_sym(X))[0]) if X.size else 0.0
     lam_r = float(np.linalg.eigvalsh(_sym(R))[0]) if R.size else 0.0
     return {"psd": max(0.0, -lam_x) / s_x, "dual": max(0.0, -lam_r) / s_a,
@@ -199,31 +205,39 @@ def solve_sdcp(A: np.ndarray, B: np.ndarray, *, tol: float = 1e-11, max_newton: 
     mu, steps = 1.0, 0
 
     def mat(v: np.ndarray) -> np.ndarray:
-        return np.einsum("p,pij->ij", v, basis)
+        return np.tensordot(v, basis, axes=1)
+
+    def barrier(v: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """(f(v), Z⁻¹) with f = ½vᵀBv + aᵀv − μ log det Z, or None outside the PSD cone (Cholesky fails)."""
+        try:
+            chol = np.linalg.cholesky(mat(v))
+        except np.linalg.LinAlgError:
+            return None
+        inv_chol = np.linalg.inv(chol)
+        return (0.5 * v @ bn @ v + an @ v - 2.0 * mu * float(np.sum(np.log(np.diag(chol)))),
+                inv_chol.T @ inv_chol)
 
     while True:
+        current = barrier(z)
         for _ in range(50):  # centering: damped Newton on f(z) = ½zᵀBz + aᵀz − μ log det Z
-            Z = mat(z)
-            zi = np.linalg.inv(Z)
-            grad = bn @ z + an - mu * np.einsum("pij,ij->p", basis, zi)
-            hb = np.einsum("pij,jk,qkl,li->pq", basis, zi, basis, zi)
-            hess = bn + mu * hb
+            f0, zi = current
+            M = basis @ zi  # E_p Z⁻¹, (m, k, k)
+            grad = bn @ z + an - mu * np.einsum("pii->p", M)  # ∂ log det Z / ∂z_p = tr(Z⁻¹E_p)
+            hess = bn + mu * np.einsum("pij,qji->pq", M, M)  # tr(Z⁻¹E_p Z⁻¹E_q)
             dz = -np.linalg.solve(hess, grad)
             decrement = float(-grad @ dz)
             steps += 1
             if decrement < 1e-14:
                 break
             step = 1.0
-            f0 = 0.5 * z @ bn @ z + an @ z - mu * np.linalg.slogdet(Z)[1]
             while step > 1e-12:
-                zn = z + step * dz
-                sign, logdet = np.linalg.slogdet(mat(zn))
-                if sign > 0 and np.linalg.eigvalsh(mat(zn))[0] > 0:
-                    fn = 0.5 * zn @ bn @ zn + an @ zn - mu * logdet
-                    if fn <= f0 - 0.25 * step * decrement:
-                        break
+                trial = barrier(z + step * dz)
+                if trial is not None and trial[0] <= f0 - 0.25 * step * decrement:
+                    break
                 step *= 0.5
-            z = z + step * dz
+            if trial is None:
+                break
+            z, current = z + step * dz, trial
             if steps >= max_newton:
                 break
         if k * mu < tol or steps >= max_newton:
