@@ -242,7 +242,7 @@ def solve_sdcp(A: np.ndarray, B: np.ndarray, *, tol: float = 1e-11, max_newton: 
                 break
         if k * mu < tol or steps >= max_newton:
             break
-        mu *= 0.1
+        mu *= 0.02
     if not np.all(np.isfinite(z)) or np.linalg.norm(z) > 1e12:
         raise BadInput("B", "an operator for which the problem is unbounded", "a positive definite operator")
     w, v = np.linalg.eigh(mat(z))
