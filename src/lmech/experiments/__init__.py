@@ -25,6 +25,7 @@ from lmech.experiments import mu_transfer  # noqa: E402,F401  isort: skip
 from lmech.experiments import depth_transfer  # noqa: E402,F401  isort: skip
 from lmech.experiments import central_flow  # noqa: E402,F401  isort: skip
 from lmech.experiments import representation_convergence  # noqa: E402,F401  isort: skip
+from lmech.experiments import representation_alignment  # noqa: E402,F401  isort: skip
 from lmech.experiments import scaling_law  # noqa: E402,F401  isort: skip
 
 
