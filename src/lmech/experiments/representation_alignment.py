@@ -110,8 +110,8 @@ class AlignmentConfig(RunConfig):
     steps: int = spec(120, "Adam steps of every network", min=1, max=10**5)
     batch_size: int = spec(64, "examples per minibatch", min=1, max=N_DIGITS)
     lr_mlp: float = spec(3e-3, "Adam learning rate of the MLPs", min=1e-6, max=1.0)
-    lr_cnn: float = spec(1e-2, "Adam learning rate of the CNNs", min=1e-6, max=1.0)
-    lr_transformer: float = spec(3e-3, "Adam learning rate of the transformers", min=1e-6, max=1.0)
+    lr_cnn: float = spec(2e-2, "Adam learning rate of the CNNs", min=1e-6, max=1.0)
+    lr_transformer: float = spec(1e-2, "Adam learning rate of the transformers", min=1e-6, max=1.0)
     n_train: int = spec(1000, "digits trained on (the rest are held out)", min=100, max=N_DIGITS - 100)
     n_compare: int = spec(500, "held-out digits whose representations are compared", min=50, max=N_DIGITS - 100)
     k: int = spec(10, "neighbours of the mutual k-NN alignment (Huh et al.: 10)", min=1, max=100)
@@ -234,7 +234,7 @@ class Gram:
         \mathrm{HSIC}_1(K, L) = \frac{1}{n(n-3)}\Big[\langle\tilde K, \tilde L\rangle + \frac{s_K s_L}{(n-1)(n-2)}
         - \frac{2}{n-2} r_K\cdot r_L\Big],
 
-    O(n²) per pair, and a permutation π of L's examples is :math:`\tilde L_{\pi\pi}`, :math:`r_{L,\pi}`.
+    O(n²) per pair; a permutation π of L's examples is :math:`\tilde L_{\pi\pi}`, :math:`r_{L,\pi}`.
     """
 
     def __init__(self, X: torch.Tensor):
@@ -247,34 +247,44 @@ class Gram:
         self.n = X.shape[0]
         self.self_hsic = self.hsic(self)
 
-    def hsic(self, other: Gram, perm: torch.Tensor | None = None) -> float:
+    def permuted(self, perm: torch.Tensor) -> Gram:
+        """The statistics of the same representation with its examples in the order ``perm``."""
+        out = Gram.__new__(Gram)
+        out.K, out.r, out.s, out.n, out.self_hsic = self.K[perm][:, perm], self.r[perm], self.s, self.n, self.self_hsic
+        return out
+
+    def hsic(self, other: Gram) -> float:
         n = self.n
-        L, r = (other.K, other.r) if perm is None else (other.K[perm][:, perm], other.r[perm])
-        val = (self.K * L).sum() + self.s * other.s / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (self.r @ r)
+        inner = torch.dot(self.K.reshape(-1), other.K.reshape(-1))
+        val = inner + self.s * other.s / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (self.r @ other.r)
         return float(val) / (n * (n - 3))
 
-    def cka(self, other: Gram, perm: torch.Tensor | None = None) -> float:
+    def cka(self, other: Gram) -> float:
         """Debiased linear CKA; nan when a self-HSIC is not positive."""
         den = self.self_hsic * other.self_hsic
-        return self.hsic(other, perm) / math.sqrt(den) if den > 0 else math.nan
+        return self.hsic(other) / math.sqrt(den) if den > 0 else math.nan
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's ρ (Pearson correlation of average ranks); nan when either is constant."""
+def spearman(a, b) -> np.ndarray | float:
+    """Spearman's ρ (Pearson correlation of average ranks) of the rows of ``a`` and ``b`` (or of two vectors);
+    nan where either is constant."""
     from scipy.stats import rankdata
 
-    ra, rb = rankdata(a), rankdata(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    den = math.sqrt(float(ra @ ra) * float(rb @ rb))
-    return float(ra @ rb) / den if den > 0 else math.nan
+    a, b = np.atleast_2d(np.asarray(a, float)), np.atleast_2d(np.asarray(b, float))
+    ra, rb = rankdata(a, axis=1), rankdata(b, axis=1)
+    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
+    num, den = (ra * rb).sum(1), np.sqrt((ra * ra).sum(1) * (rb * rb).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return float(rho[0]) if rho.shape[0] == 1 else rho
 
 
 def bootstrap_spearman(a: np.ndarray, b: np.ndarray, replicates: int, seed: int) -> np.ndarray:
     """ρ of ``replicates`` resamplings (with replacement) of the points (a_i, b_i)."""
     rng = np.random.default_rng(seed)
-    n = len(a)
-    idx = rng.integers(0, n, size=(replicates, n))
-    return np.array([spearman(a[i], b[i]) for i in idx])
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    idx = rng.integers(0, len(a), size=(replicates, len(a)))
+    return np.asarray(spearman(a[idx], b[idx]))
 
 
 def neighbours(X: torch.Tensor, k: int) -> torch.Tensor:
@@ -369,8 +379,8 @@ class RepresentationAlignment(Experiment):
     Config = AlignmentConfig
 
     def default_config(self) -> AlignmentConfig:
-        """Wider networks trained longer, every held-out digit compared (cost: module docstring)."""
-        return AlignmentConfig(widths=(16, 32, 64, 128), steps=600, n_compare=797)
+        """Four widths trained longer, every held-out digit compared (cost: module docstring)."""
+        return AlignmentConfig(widths=(8, 16, 32, 64), steps=400, n_compare=797)
 
     def quick_config(self) -> AlignmentConfig:
         return AlignmentConfig()
@@ -484,13 +494,15 @@ class RepresentationAlignment(Experiment):
                                within_cka=_within_class(S.debiased_cka, pa, pb, yc),
                                within_cka_init=_within_class(S.debiased_cka, a["init"][-1], b["init"][-1], yc))
                     best = {}
-                    for state, p in (("trained", None), ("init", None), ("null", perm)):
+                    for state in ("trained", "init", "null"):
                         ga = grams[(a["net"], "init" if state == "init" else "trained")]
                         gb = grams[(b["net"], "init" if state == "init" else "trained")]
+                        if state == "null":
+                            gb = [h.permuted(perm) for h in gb]
                         values = []
                         for i, g in enumerate(ga):
                             for j, h in enumerate(gb):
-                                v = g.cka(h, p)
+                                v = g.cka(h)
                                 values.append(v)
                                 cka_rows.append((a["net"], b["net"], state, i, j, v))
                         best[state] = max(values)
