@@ -35,7 +35,7 @@ from collections.abc import Sequence  # noqa: E402
 
 from rich.markup import escape  # noqa: E402
 
-from lmech.cli import check, fit, list_laws, report, run, runs, sweep  # noqa: E402
+from lmech.cli import check, compare, fit, list_laws, report, run, runs, sweep  # noqa: E402
 from lmech.cli.common import (  # noqa: E402
     EXIT_BAD_INPUT,
     EXIT_CODES_HELP,
@@ -48,7 +48,7 @@ from lmech.cli.common import (  # noqa: E402
 from lmech.errors import BadInput  # noqa: E402
 
 #: Command modules in the order ``lmech --help`` lists them.
-COMMANDS = (list_laws, run, check, sweep, runs, report, fit)
+COMMANDS = (list_laws, run, check, sweep, runs, report, fit, compare)
 
 
 def parser() -> argparse.ArgumentParser:
