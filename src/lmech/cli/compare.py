@@ -244,7 +244,8 @@ def _draw(matrix, metric: str, args, name_a, name_b, higher_is_better: bool) -> 
     from lmech.report import plotting as P
 
     values = matrix.to_numpy()
-    fig, axes = P.panels(1, ncols=1, size=(1.2 + 0.55 * len(matrix.columns), 1.2 + 0.45 * len(matrix.index)))
+    fig, axes = P.panels(1, ncols=1, size=(max(5.0, 1.6 + 0.6 * len(matrix.columns)),
+                                           max(4.0, 1.4 + 0.45 * len(matrix.index))))
     ax = axes[0]
     im = ax.imshow(values, cmap="magma" if higher_is_better else "magma_r", origin="lower", aspect="auto")
     for i in range(values.shape[0]):
