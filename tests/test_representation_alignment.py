@@ -23,11 +23,11 @@ from lmech.experiments.representation_alignment import (
     Gram,
     Neighbours,
     bootstrap_spearman,
+    build,
     knn_alignment,
     layer_names,
     neighbours,
     representations,
-    build,
     spearman,
 )
 from lmech.instruments import similarity as S

@@ -472,7 +472,7 @@ class RepresentationAlignment(Experiment):
         lrs = {"mlp": config.lr_mlp, "cnn": config.lr_cnn, "transformer": config.lr_transformer}
         nets = []
         progress.start(len(config.architectures) * len(config.widths) + 2, "training the networks")
-        for ai, arch in enumerate(config.architectures):
+        for arch in config.architectures:
             for width in config.widths:
                 i = len(nets)
                 model = build(arch, width, config, _seed(config.seed, 2, ARCHITECTURES.index(arch), width))
