@@ -158,3 +158,22 @@ def test_untrained_networks_make_the_verdicts_inconclusive(quick_run):
     prediction, measurement, _, _ = quick_run(NAME)
     strict = dataclasses.replace(exp.quick_config(), min_test_accuracy=0.99)
     assert all(v.status == "inconclusive" for v in exp.verdict(strict, prediction, measurement))
+
+
+def test_a_dead_layer_is_undefined_not_a_crash():
+    # a representation constant over the examples (dead ReLUs): the instruments refuse it, the law records nan
+    from lmech.experiments.representation_alignment import _defined, _within_class
+
+    X, _ = _pair(n=40, p=5, q=3)
+    dead = torch.zeros(40, 5, dtype=torch.float64)
+    assert np.isnan(_defined(S.debiased_cka, X, dead)) and np.isnan(_defined(S.svcca, dead, X))
+    labels = torch.arange(40) % 10
+    assert np.isnan(_within_class(S.debiased_cka, X, dead, labels))
+    assert _defined(S.linear_cka, X, X) == pytest.approx(1.0)
+
+
+def test_metric_agreement_is_in_the_verdicts(quick_run):
+    _, _, verdicts, _ = quick_run(NAME)
+    table = verdicts[0].details["metric_agreement"]
+    assert len(table) == len(AGREEMENT_METRICS) * (len(AGREEMENT_METRICS) - 1) // 2
+    assert table["linear_cka vs debiased_cka"] > 0.9

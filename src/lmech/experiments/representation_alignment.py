@@ -343,10 +343,21 @@ class Neighbours:
         return float(np.mean([knn_alignment(na, other.classes[c][0], kc) for c, (na, kc) in self.classes.items()]))
 
 
+def _defined(fn, *args, **kwargs) -> float:
+    """``fn(*args)``, or nan where the similarity is undefined (a representation constant over the examples, e.g.
+    a layer of dead ReLUs: the instruments refuse it instead of returning NaN)."""
+    try:
+        return float(fn(*args, **kwargs))
+    except BadInput:
+        return math.nan
+
+
 def _within_class(fn, A: torch.Tensor, B: torch.Tensor, labels: torch.Tensor) -> float:
-    """Mean over the classes with at least 4 held-out examples of ``fn`` on that class's examples."""
+    """Mean over the classes with at least 4 held-out examples of ``fn`` on that class's examples (classes where
+    it is undefined left out)."""
     masks = [labels == c for c in range(N_CLASSES) if int((labels == c).sum()) >= 4]
-    return float(np.mean([fn(A[m], B[m]) for m in masks]))
+    values = [_defined(fn, A[m], B[m]) for m in masks]
+    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
 
 
 def _noisy_one_hot(pred: torch.Tensor, seed: int) -> torch.Tensor:
@@ -504,17 +515,17 @@ class RepresentationAlignment(Experiment):
                 row = {"net_a": a["net"], "net_b": b["net"], "arch_a": a["arch"], "arch_b": b["arch"],
                        "width_a": a["width"], "width_b": b["width"], "cross": cross,
                        "arch_pair": _arch_pair(a["arch"], b["arch"])}
-                row.update(linear_cka=S.linear_cka(pa, pb), debiased_cka=S.debiased_cka(pa, pb),
+                row.update(linear_cka=_defined(S.linear_cka, pa, pb), debiased_cka=_defined(S.debiased_cka, pa, pb),
                            mutual_knn=knn[(a["net"], "trained")].align(knn[(b["net"], "trained")]),
-                           procrustes=-S.procrustes_distance(pa, pb),
-                           svcca=S.svcca(pa, pb, keep_variance=config.keep_variance))
+                           procrustes=-_defined(S.procrustes_distance, pa, pb),
+                           svcca=_defined(S.svcca, pa, pb, keep_variance=config.keep_variance))
                 if cross:
                     perm = torch.randperm(config.n_compare, generator=gen)
                     ka, kb = knn[(a["net"], "trained")], knn[(b["net"], "trained")]
                     ia, ib = knn[(a["net"], "init")], knn[(b["net"], "init")]
                     row.update(knn=ka.align(kb), knn_init=ia.align(ib), knn_null=ka.align(kb, perm),
                                knn_label=knn[(a["net"], "label")].align(knn[(b["net"], "label")]),
-                               cka_label=S.debiased_cka(a["label"], b["label"]),
+                               cka_label=_defined(S.debiased_cka, a["label"], b["label"]),
                                within_knn=ka.within(kb), within_knn_init=ia.within(ib),
                                within_cka=_within_class(S.debiased_cka, pa, pb, yc),
                                within_cka_init=_within_class(S.debiased_cka, a["init"][-1], b["init"][-1], yc))
@@ -530,7 +541,7 @@ class RepresentationAlignment(Experiment):
                                 v = g.cka(h)
                                 values.append(v)
                                 cka_rows.append((a["net"], b["net"], state, i, j, v))
-                        best[state] = max(values)
+                        best[state] = float(np.nanmax(values)) if np.isfinite(values).any() else math.nan
                     row.update(max_cka=best["trained"], max_cka_init=best["init"], max_cka_null=best["null"])
                 pair_rows.append(row)
         progress.advance()
@@ -556,7 +567,12 @@ class RepresentationAlignment(Experiment):
                                                       "max_cka_init", "max_cka_null", "debiased_cka", "cka_label",
                                                       "within_knn", "within_knn_init", "within_cka",
                                                       "within_cka_init")}
-        details = dict(margins=m, means=means, chance_knn=config.k / (config.n_compare - 1), min_test_accuracy=worst)
+        agreement = measurement.series.get("agreement")
+        table = ({f"{r.metric_a} vs {r.metric_b}": r.rho for r in agreement.itertuples() if
+                  AGREEMENT_METRICS.index(r.metric_a) < AGREEMENT_METRICS.index(r.metric_b)}
+                 if agreement is not None else {})
+        details = dict(margins=m, means=means, chance_knn=config.k / (config.n_compare - 1), min_test_accuracy=worst,
+                       metric_agreement=table)
         verdicts = []
         for key, control, what in (("beats_init", "init", "m_10 trained − at initialization"),
                                    ("beats_permutation", "permutation", "max CKA − permutation null's max"),
