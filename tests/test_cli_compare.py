@@ -169,3 +169,11 @@ def test_bad_input_exits_2(capsys, tmp_path, models, case, words):
     assert code == 2 and out == "", (case, err)
     for word in words:
         assert word in err, (case, word, err)
+
+
+def test_a_layer_that_never_runs_exits_2(capsys, tmp_path):
+    # the transformer's ModuleList `blocks` is never called itself: its hook would never fire
+    torch.save(PatchTransformer(width=8, seed=0).state_dict(), tmp_path / "tf.pt")
+    code, out, err = _run(capsys, ["compare", str(tmp_path / "tf.pt"), str(tmp_path / "tf.pt"), "--model",
+                                   "transformer", "--data", "digits", "--n", "50", "--layers", "blocks,pool"])
+    assert code == 2 and out == "" and "blocks" in err
