@@ -306,9 +306,14 @@ def procrustes_distance(X: Tensor, Y: Tensor, *, kind: str = "angular") -> float
     return math.acos(nuc) if kind == "angular" else math.sqrt(max(2.0 - 2.0 * nuc, 0.0))
 
 
-def _orthonormal_basis(X: Tensor, keep_variance: float | None = None) -> Tensor:
-    """Left singular vectors of centred ``X`` spanning its column space (or its top ``keep_variance``)."""
-    U, s, _ = torch.linalg.svd(X, full_matrices=False)
+def _orthonormal_basis(
+    X: Tensor, keep_variance: float | None = None, *, svd: tuple[Tensor, Tensor] | None = None
+) -> Tensor:
+    """Left singular vectors of centred ``X`` spanning its column space (or its top ``keep_variance``).
+
+    ``svd``: ``(U, s)`` of ``X`` already computed (thin), so that several bases share one decomposition.
+    """
+    U, s = torch.linalg.svd(X, full_matrices=False)[:2] if svd is None else svd
     if s.numel() == 0 or s[0] == 0:
         return U[:, :0]
     rank = int((s > s[0] * max(X.shape) * torch.finfo(s.dtype).eps).sum())
