@@ -18,11 +18,15 @@ from lmech.experiments import get
 from lmech.experiments.base import NullProgress
 from lmech.experiments.representation_convergence import (
     METRICS,
+    QUICK,
     ConvergenceConfig,
     build_replicas,
     identification,
+    representations,
+    shifted,
     similarity_tables,
     train_replicas,
+    within_tables,
 )
 from lmech.instruments import similarity as S
 
@@ -51,6 +55,19 @@ def test_similarity_tables_match_the_instruments():
     for row in table.itertuples():
         expected = reference[row.metric](reps[row.a][row.layer_a], reps[row.b][row.layer_b])
         assert row.value == pytest.approx(expected, rel=1e-9, abs=1e-12), row
+    # the permutation null: b's rows permuted, every ordered pair, linear and debiased CKA only
+    g = torch.Generator().manual_seed(5)
+    perms = {(a, b): torch.randperm(60, generator=g) for a in range(3) for b in range(3) if a != b}
+    null = similarity_tables(reps, keep_variance=0.9, permutations=perms)
+    assert set(null["metric"]) == {"linear_cka", "debiased_cka"} and len(null) == 2 * 3 * 2 * 9
+    for row in null.itertuples():
+        Y = reps[row.b][row.layer_b][perms[(row.a, row.b)]]
+        expected = reference[row.metric](reps[row.a][row.layer_a], Y)
+        assert row.value == pytest.approx(expected, rel=1e-9, abs=1e-12), row
+    # within a replica: the diagonal blocks of the seed-vs-seed heatmap
+    within = within_tables(reps, "linear_cka")
+    for row in within.itertuples():
+        assert row.value == pytest.approx(S.linear_cka(reps[row.a][row.layer_a], reps[row.a][row.layer_b]), abs=1e-12)
 
 
 def test_identification_counts_the_argmax():
@@ -96,6 +113,58 @@ def test_batched_training_is_one_adam_per_replica():
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
     # and the replicas differ only by their initialization
     assert not torch.equal(together[0].layers[0].weight, together[1].layers[0].weight)
+
+
+def test_shifted_digits_against_a_loop():
+    # each image moved by (dy, dx) - shift with zeros shifted in: compared with an explicit copy, pixel by pixel
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 64, generator=g)
+    out = shifted(x, 1, torch.Generator().manual_seed(2))
+    dy, dx = torch.randint(0, 3, (2, 40), generator=torch.Generator().manual_seed(2))
+    for b in range(40):
+        img, want = x[b].reshape(8, 8), torch.zeros(8, 8)
+        for r in range(8):
+            for c in range(8):
+                rr, cc = r + int(dy[b]) - 1, c + int(dx[b]) - 1
+                if 0 <= rr < 8 and 0 <= cc < 8:
+                    want[r, c] = img[rr, cc]
+        torch.testing.assert_close(out[b].reshape(8, 8), want, rtol=0, atol=0)
+    assert {(int(a), int(b)) for a, b in zip(dy, dx)} >= {(1, 1), (0, 2), (2, 0)}
+
+
+def test_estimator_choice_and_what_is_compared():
+    # debiased where examples are few against the width (features > n/4), biased otherwise, or as asked
+    assert QUICK["mlp"].judged == "debiased_cka" and QUICK["mlp"].n_examples == 797
+    assert ConvergenceConfig(width=128).judged == "linear_cka"
+    assert ConvergenceConfig(width=256, estimator="biased").judged == "linear_cka"
+    assert QUICK["cnn"].features == 16 * QUICK["cnn"].width
+    # a CNN layer: its activated feature maps pooled 2x2 to a 4x4 grid, flattened, centred
+    config = ConvergenceConfig(architecture="cnn", replicas=2, depth=2, width=4)
+    models = build_replicas(config)
+    x = torch.randn(30, 64, generator=torch.Generator().manual_seed(3))
+    reps = representations(models, x, config)
+    h = torch.relu(models[1].hidden[0](torch.relu(models[1].input(x.reshape(30, 1, 8, 8)))))
+    want = torch.nn.functional.avg_pool2d(h, 2).flatten(1).double()
+    torch.testing.assert_close(reps[1][1], want - want.mean(0), rtol=1e-5, atol=1e-6)
+    # a transformer block: its output at every position of every window, one example per position
+    config = ConvergenceConfig(architecture="transformer", replicas=2, depth=2, width=8, block_size=5)
+    models = build_replicas(config)
+    tokens = torch.randint(0, 256, (3, 5), generator=torch.Generator().manual_seed(4))
+    reps = representations(models, tokens, config)
+    assert [X.shape for X in reps[0]] == [(15, 8), (15, 8)]
+
+
+def test_batched_transformer_training_is_one_adam_per_replica():
+    config = ConvergenceConfig(architecture="transformer", replicas=2, depth=2, width=8, block_size=6, batch_size=3,
+                               steps=4)
+    stream = torch.randint(0, 256, (200,), generator=torch.Generator().manual_seed(6))
+    together = build_replicas(config)
+    train_replicas(together, stream, None, config, NullProgress())
+    for i in range(2):
+        alone = [build_replicas(config)[i]]
+        train_replicas(alone, stream, None, config, NullProgress())
+        for (name, p), q in zip(together[i].named_parameters(), alone[0].parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_quick_run_reports_every_metric_and_the_controls(quick_run):
