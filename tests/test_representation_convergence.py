@@ -177,12 +177,21 @@ def test_quick_run_reports_every_metric_and_the_controls(quick_run):
     # the permutation null is at chance: no example corresponds (60 trials: within 4 standard errors of 1/depth)
     chance = 1.0 / config.depth
     assert abs(summary["null_accuracy"] - chance) <= 4 * math.sqrt(chance * (1 - chance) / 60)
-    # debiased and biased CKA agree on which layer is which (n = 797 against width 256)
+    # debiased and biased CKA agree on which layer is which (n = 297 against width 256: debiased judged)
     assert abs(summary["debiased_cka_accuracy"] - summary["linear_cka_accuracy"]) <= 0.1
     # the networks are trained
     assert summary["min_test_accuracy"] >= 0.9
     judged = {v.key: v for v in verdicts}
     assert judged["cka_identifies"].details["published"]["linear_cka"] == 0.993
+    assert judged["cka_identifies"].details["estimator"] == "debiased_cka" == config.judged
+    assert judged["cka_identifies"].measured == summary["debiased_cka_accuracy"]
+    # every metric's accuracy side by side, with the published one
+    table = measurement.series["accuracy"].set_index("metric")
+    assert list(table.index) == sorted(METRICS) and (table["trials"] == 60).all()
+    assert table.loc["cca", "published"] == 0.014
+    # the seed-vs-seed heatmap's diagonal blocks: each layer is itself
+    within = measurement.series["within"]
+    assert (within[within.layer_a == within.layer_b]["value"] == 1.0).all()
     sims = measurement.series["similarity"]
     # every metric is symmetric: S(a_i, b_j) = S(b_j, a_i)
     t = sims[sims.metric == "linear_cka"].set_index(["a", "b", "layer_a", "layer_b"])["value"]
@@ -195,6 +204,8 @@ def test_quick_run_reports_every_metric_and_the_controls(quick_run):
     ({"batch_size": 1500, "n_train": 1000}, "batch_size"),
     ({"width": 8192, "replicas": 32}, "width"),
     ({"activation": "sin"}, "activation"),
+    ({"architecture": "transformer", "width": 66}, "width"),
+    ({"architecture": "vit"}, "architecture"),
 ])
 def test_bad_config_rejected_before_work(override, field):
     with pytest.raises(BadInput) as err:
