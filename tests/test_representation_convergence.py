@@ -134,8 +134,9 @@ def test_shifted_digits_against_a_loop():
 
 def test_estimator_choice_and_what_is_compared():
     # debiased where examples are few against the width (features > n/4), biased otherwise, or as asked
-    assert QUICK["mlp"].judged == "debiased_cka" and QUICK["mlp"].n_examples == 797
-    assert ConvergenceConfig(width=128).judged == "linear_cka"
+    assert QUICK["mlp"].judged == "debiased_cka" and QUICK["mlp"].n_examples == 297
+    assert ConvergenceConfig(width=128, n_train=1000).judged == "linear_cka"  # 128 < 797/4
+    assert ConvergenceConfig(width=128).judged == "debiased_cka"  # 128 > 297/4
     assert ConvergenceConfig(width=256, estimator="biased").judged == "linear_cka"
     assert QUICK["cnn"].features == 16 * QUICK["cnn"].width
     # a CNN layer: its activated feature maps pooled 2x2 to a 4x4 grid, flattened, centred
