@@ -18,7 +18,8 @@ def _run(capsys, argv):
     return code, captured.out, captured.err
 
 
-@pytest.mark.parametrize("argv", [[], ["list"], ["run"], ["check"], ["runs"], ["report"]])
+@pytest.mark.parametrize("argv", [[], ["list"], ["run"], ["check"], ["runs"], ["report"], ["sweep"], ["fit"],
+                                  ["compare"]])
 def test_help_on_every_command(argv, lmech_cmd, subprocess_env):
     done = subprocess.run(lmech_cmd + argv + ["--help"], env=subprocess_env, capture_output=True, text=True)
     assert done.returncode == 0 and "usage: lmech" in done.stdout
@@ -67,6 +68,12 @@ def test_run_json_then_cached_rerun_then_runs_commands(capsys, store_path):
     rid = payload["runs"][0]["run_id"]
     code, out, _ = _run(capsys, ["run", "deep-linear", "--json", *FAST])
     assert code == 0 and json.loads(out)["runs"][0]["cached"] is True  # the finished run is reused
+    code, out, _ = _run(capsys, ["run", "deep-linear", *FAST])  # the text a person reads, in a pipe: 80 columns
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("deep-linear: A deep linear network") and "t_half_err" in out
+    wide = [line for line in lines if len(line) > 80 and len(line.split()) > 1]  # only a long path may be wider
+    assert not wide, wide
+    assert lines.index(next(line for line in lines if line.split()[:1] == ["criterion"])) > 1  # under the heading
     code, out, _ = _run(capsys, ["runs", "list", "--json"])
     assert code == 0 and [r["run_id"] for r in json.loads(out)] == [rid]
     code, out, _ = _run(capsys, ["runs", "show", rid[:6], "--json"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from rich.progress import Progress
+from rich.text import Text
 
 from lmech.cli.common import (
     EXIT_CODES_HELP,
@@ -23,6 +24,7 @@ from lmech.cli.common import (
     run_options,
     store_of,
 )
+from lmech.cli.tables import terminal_width, wrap
 from lmech.cli.verdicts import details_lines
 from lmech.errors import BadInput
 
@@ -69,13 +71,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print_json({"verdicts": outcome.verdicts, "runs": [outcome_json(outcome)], "holds": outcome.holds,
                     "verdict": outcome.verdict})
     else:
-        out.print(f"[bold]{exp.name}[/]: {exp.law}", highlight=False)
+        for i, part in enumerate(wrap(f"{exp.name}: {exp.law}", terminal_width(), "")):
+            out.print(Text(part, style="bold" if i == 0 else ""), highlight=False)  # the law, whole at 80 columns
         for line in details_lines([outcome]):
             out.print(line)
         if outcome.traceback:
             err.print(outcome.traceback, markup=False, highlight=False)
         if outcome.path:
-            out.print(f"[dim]run stored in {outcome.path}[/]", highlight=False)
+            where = f"run stored in {outcome.path}"  # a long path goes on its own line, never cut
+            for part in ([where] if len(where) <= terminal_width() else ["run stored in", str(outcome.path)]):
+                out.print(Text(part, style="dim"), highlight=False)
     return exit_code([outcome])
 
 

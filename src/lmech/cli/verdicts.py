@@ -88,7 +88,8 @@ def details_lines(outcomes: Sequence[Any], width: int | None = None) -> list[Tex
             rows.append([v["key"], number(v["agreement"]), tolerance(v["tolerance"]), state])
             owners.append((i, v))
     aligned = table_lines(["criterion", "agreement", "tolerance", "verdict"], rows, [False, True, False, False])
-    lines: list[Text] = [Text("  " + aligned[0], style="bold")] if rows else []
+    header = Text("  " + aligned[0], style="bold") if rows else None
+    lines: list[Text] = []
     by_run: dict[int, list[tuple[str, dict]]] = {}
     for line, (i, v) in zip(aligned[2:], owners):
         by_run.setdefault(i, []).append((line, v))
@@ -98,6 +99,8 @@ def details_lines(outcomes: Sequence[Any], width: int | None = None) -> list[Tex
         lines += [_colored(part, o.verdict) for part in wrap(head, width)]
         if not o.verdicts:
             lines += [Text(n, style="dim") for n in _notes(o, width)]
+        elif header is not None:  # the column names under each run's heading, where its rows start
+            lines.append(header.copy())
         for line, v in by_run.get(i, []):
             line = "  " + line
             state = verdict_status(v)
