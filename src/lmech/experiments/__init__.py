@@ -14,6 +14,7 @@ from lmech.experiments.runner import RunOutcome, execute
 from lmech.experiments import deep_linear  # noqa: E402,F401  isort: skip
 from lmech.experiments import edge_of_stability  # noqa: E402,F401  isort: skip
 from lmech.experiments import edge_of_stability_adam  # noqa: E402,F401  isort: skip
+from lmech.experiments import edge_of_stochastic_stability  # noqa: E402,F401  isort: skip
 from lmech.experiments import ntk_convergence  # noqa: E402,F401  isort: skip
 from lmech.experiments import linearized_training  # noqa: E402,F401  isort: skip
 from lmech.experiments import eigenlearning  # noqa: E402,F401  isort: skip
