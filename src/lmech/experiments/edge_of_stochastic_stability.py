@@ -385,6 +385,15 @@ def _scaled(measurement: Result, column: str, factor: float, *, after_onset: boo
     return _with(measurement, sharp)
 
 
+def _stalled(config, prediction, measurement: Result) -> Result:
+    """A copy of ``measurement`` whose batch sharpness levels off at 0.7 × 2/η (capped there)."""
+    sharp = measurement.series["sharpness"].copy()
+    cap = 0.7 * sharp["threshold"]
+    sharp["batch_sharpness"] = np.minimum(sharp["batch_sharpness"], cap)
+    sharp["bs_ratio"] = sharp["batch_sharpness"] / sharp["threshold"]
+    return _with(measurement, sharp)
+
+
 @register
 class EdgeOfStochasticStability(Experiment):
     """Verdicts (Andreyev & Beneventano 2024), every (η, b) run of the grid (preconditions: module docstring):
@@ -397,8 +406,22 @@ class EdgeOfStochasticStability(Experiment):
       The paper's corollary that λ_max sits lower for smaller batches is reported (``lambda_median_b*``),
       not judged.
 
-    Quick config: see :meth:`quick_config` and the measured margins in the law book's docstring below
-    (filled in from seeds 0, 1, 2).
+    Quick config (500 digits, width 64, weight_std 0.3, float32; η = 0.85 and 0.95 × b = 12 and 16, 4,000
+    steps; 16 Monte Carlo batches per estimate every 200 steps, λ_max every 400), measured at seeds 0, 1, 2:
+    the batch sharpness starts at 0.39-0.46 × 2/η, onsets at steps 200-2,600; post-onset medians 0.922-1.015
+    (worst run per seed 0.922, 0.930, 0.960: 0.022 inside the band's lower edge at worst, about one standard
+    error of a median of 7-19 estimates whose own Monte Carlo error is 4.5%); the largest post-onset λ_max
+    0.918, 0.937, 0.871 × 2/η (margin ≥ 0.063), its median 0.72-0.87, lower at b = 12 than at b = 16 at every
+    seed (reported). The equilibrium is approached slowly: over 3,000 steps one seed's run (η = 0.95,
+    b = 12) has a median 0.87 (violated) or, with a single-estimate onset, the catapult's early spike as its
+    onset; 4,000 steps is what the budget affords. Full-batch GD (b = N = 500, η = 1, 400 steps, the
+    ``full-batch-gd`` counterexample): the quotient reaches 0.98-1.03 × 2/η and λ_max 1.05-1.27 × 2/η
+    (violated, seed 0). 200 steps (``too-short``): the ratio ends at 0.7, still rising: inconclusive.
+
+    Cost (CPU time, one thread, the 2-core machine loaded ~8x, so upper bounds): quick entry 9.6-10 s
+    (stacked SGD steps and 10 Lanczos calls per run dominate), full-batch-gd counterexample ~2.5 s, too-short
+    0.5 s, smoke < 1 s. The default config (float64, 6,000 steps, 32 batches per estimate every 100 steps) is
+    about 4x the quick entry's work: under a minute, not measured in this session.
     """
 
     name = "edge-of-stochastic-stability"
@@ -408,7 +431,9 @@ class EdgeOfStochasticStability(Experiment):
     Config = EdgeOfStochasticStabilityConfig
 
     def quick_config(self) -> EdgeOfStochasticStabilityConfig:
-        return EdgeOfStochasticStabilityConfig(dtype="float32", steps=3000, measure_every=150, bs_batches=16)
+        # float32 (Cohen et al.'s GPU runs are), 16 Monte Carlo batches per estimate (4.5% error each), 4,000
+        # steps: the post-onset window of the slowest run's seed holds 7 estimates (class docstring)
+        return EdgeOfStochasticStabilityConfig(dtype="float32", steps=4000, measure_every=200, bs_batches=16)
 
     def smoke_config(self) -> EdgeOfStochasticStabilityConfig:
         return replace(self.quick_config(), steps=60, measure_every=20, bs_batches=4)
@@ -422,11 +447,9 @@ class EdgeOfStochasticStability(Experiment):
         gd = replace(quick, batch_sizes=(quick.n_samples,), lrs=(1.0,), steps=400, measure_every=50)
         too_short = replace(quick, steps=200, measure_every=50, lrs=(0.85,))
         return [
-            Counterexample("stalled-below-edge", ("batch_sharpening",),
-                           perturb=lambda c, p, m: _scaled(m, "batch_sharpness", 0.7, after_onset=False,
-                                                           fraction=frac),
-                           why="the batch sharpness ×0.7 throughout: a batch sharpness that levels off at 70% of "
-                               "2/η (no rise to the edge) must be judged stalled, not still rising"),
+            Counterexample("stalled-below-edge", ("batch_sharpening",), perturb=_stalled,
+                           why="the batch sharpness capped at 0.7 × 2/η: a batch sharpness that levels off at 70% "
+                               "of 2/η (no rise to the edge) must be judged stalled, not still rising"),
             Counterexample("above-edge", ("batch_edge_ratio",),
                            perturb=lambda c, p, m: _scaled(m, "batch_sharpness", 1.2, after_onset=True,
                                                            fraction=frac),
