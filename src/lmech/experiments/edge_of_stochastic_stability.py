@@ -408,10 +408,10 @@ class EdgeOfStochasticStability(Experiment):
 
     Quick config (500 digits, width 64, weight_std 0.3, float32; η = 0.85 and 0.95 × b = 12 and 16, 4,000
     steps; 16 Monte Carlo batches per estimate every 200 steps, λ_max every 400), measured at seeds 0, 1, 2:
-    the batch sharpness starts at 0.39-0.46 × 2/η, onsets at steps 200-2,600; post-onset medians 0.922-1.015
+    the batch sharpness starts at 0.39-0.46 × 2/η, onsets at steps 800-3,000; post-onset medians 0.922-1.015
     (worst run per seed 0.922, 0.930, 0.960: 0.022 inside the band's lower edge at worst, about one standard
-    error of a median of 7-19 estimates whose own Monte Carlo error is 4.5%); the largest post-onset λ_max
-    0.918, 0.937, 0.871 × 2/η (margin ≥ 0.063), its median 0.72-0.87, lower at b = 12 than at b = 16 at every
+    error of a median of 6-16 estimates whose own Monte Carlo error is 4.5%); the largest post-onset λ_max
+    0.918, 0.937, 0.871 × 2/η (margin ≥ 0.063), its median over the step sizes 0.764-0.768 at b = 12 against 0.840-0.860 at b = 16 at every
     seed (reported). The equilibrium is approached slowly: over 3,000 steps one seed's run (η = 0.95,
     b = 12) has a median 0.87 (violated) or, with a single-estimate onset, the catapult's early spike as its
     onset; 4,000 steps is what the budget affords. Full-batch GD (b = N = 500, η = 1, 400 steps, the
@@ -432,7 +432,7 @@ class EdgeOfStochasticStability(Experiment):
 
     def quick_config(self) -> EdgeOfStochasticStabilityConfig:
         # float32 (Cohen et al.'s GPU runs are), 16 Monte Carlo batches per estimate (4.5% error each), 4,000
-        # steps: the post-onset window of the slowest run's seed holds 7 estimates (class docstring)
+        # steps: the slowest run (onset at step 3,000, seed 1) keeps 6 post-onset estimates (class docstring)
         return EdgeOfStochasticStabilityConfig(dtype="float32", steps=4000, measure_every=200, bs_batches=16)
 
     def smoke_config(self) -> EdgeOfStochasticStabilityConfig:
