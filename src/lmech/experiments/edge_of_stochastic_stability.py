@@ -115,6 +115,8 @@ class EdgeOfStochasticStabilityConfig(RunConfig):
                      "elements of the Lanczos basis (lanczos_max_iter·parameters)")
         check_budget("width", self.width, self.n_samples * self.width * len(self.runs), MAX_ELEMENTS,
                      "elements of one layer's activations (n_samples·width·runs)")
+        check_budget("bs_batches", self.bs_batches, self.bs_batches * len(self.runs) * params, MAX_ELEMENTS,
+                     "elements of the weight copies of one batch-sharpness estimate (bs_batches·runs·parameters)")
         check_budget("steps", self.steps, len(self.runs) * (self.steps + 1), MAX_ROWS,
                      "rows of the loss series (runs·(steps + 1))")
 
