@@ -89,7 +89,8 @@ class EdgeOfStochasticStabilityConfig(RunConfig):
     lanczos_tol: float = spec(1e-2, "relative residual at which Lanczos stops (λ_max)", min=0.0, max=1.0,
                               min_exclusive=True)
     lanczos_max_iter: int = spec(100, "cap on Hessian-vector products per λ_max measurement", min=1, max=10**4)
-    onset_fraction: float = spec(0.9, "onset = first measurement with batch sharpness >= onset_fraction × 2/η",
+    onset_fraction: float = spec(0.9, "onset = first of two consecutive measurements with batch sharpness >= "
+                                 "onset_fraction × 2/η",
                                  min=0.5, max=1.0)
     dtype: str = spec("float64", "training dtype", choices=("float32", "float64"))
 
@@ -532,8 +533,7 @@ class EdgeOfStochasticStability(Experiment):
         for lr, b in config.runs:
             rows = sharp[(sharp.lr == lr) & (sharp.batch_size == b)]
             batch_loss = loss[(loss.lr == lr) & (loss.batch_size == b)]["batch_loss"].to_numpy(dtype=float)
-            ran = batch_loss[: len(batch_loss)]
-            diverged = bool(len(ran)) and not np.isfinite(ran).all() and measurement.diverged_at is not None
+            diverged = measurement.diverged_at is not None and not np.isfinite(batch_loss).all()
             out[(lr, b)] = judge_run(f"η={lr:g}, b={b}", rows, config.onset_fraction, diverged=diverged)
         return out
 
@@ -596,7 +596,8 @@ def _figure(exp: EdgeOfStochasticStability, config, measurement: Result, path: P
     for color, (lr, b) in zip(cols, runs):
         rows = sharp[(sharp.lr == lr) & (sharp.batch_size == b)].sort_values("step")
         ax_bs.plot(rows["step"], rows["bs_ratio"], color=color, linewidth=1.4)
-        ax_lam.plot(rows["step"], rows["lambda_ratio"], color=color, linewidth=1.4)
+        lam = rows[np.isfinite(rows["lambda_ratio"].to_numpy(dtype=float))]  # λ_max every lambda_every-th time
+        ax_lam.plot(lam["step"], lam["lambda_ratio"], color=color, linewidth=1.4, marker="o", markersize=3)
         onset = edge[(lr, b)].onset_step
         if onset is not None:
             ax_bs.axvline(onset, color=color, linewidth=0.8, linestyle=":")
@@ -620,6 +621,7 @@ def _figure(exp: EdgeOfStochasticStability, config, measurement: Result, path: P
     ax_sum.axhspan(lo, hi, color="grey", alpha=0.15)
     ax_sum.axhline(1.0, **P.THEORY)
     ax_sum.set_xticks(list(xs), [f"η={lr:g}\nb={b}" for lr, b in runs])
+    ax_sum.set_xlim(-0.5, len(runs) - 0.5)
     ax_sum.set(ylabel="median after onset / (2/η)", title="batch sharpness at 2/η, λ_max below")
     P.legend_below(ax_sum, [P.line_handle("batch sharpness", color="C0", marker="o", linestyle="none"),
                             P.line_handle("λ_max", color="C3", marker="s", linestyle="none"), P.theory_handle("2/η")],
