@@ -106,3 +106,12 @@ def test_check_writes_self_contained_report(capsys, store_path, tmp_path):
     assert "Saxe" in html and "t½" in html and payload["runs"][0]["run_id"] in html
     code, out, _ = _run(capsys, ["report", "--out", str(tmp_path / "again.html")])
     assert code == 0 and (tmp_path / "again.html").read_text().count("data:image/png;base64,") == 2
+
+
+def test_list_is_whole_at_80_columns_in_a_pipe(lmech_cmd, subprocess_env):
+    """`lmech list` in a pipe (COLUMNS unset: 80): every line fits, the heading says how many laws."""
+    env = {k: v for k, v in subprocess_env.items() if k != "COLUMNS"}
+    done = subprocess.run(lmech_cmd + ["list"], env=env, capture_output=True, text=True)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0 and lines[0].startswith("The law book: ") and "deep-linear" in lines
+    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]

@@ -144,8 +144,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return EXIT_OK
-    out.print(Text(f"The law book: {len(rows)} laws (`lmech list NAME`: one law's config, entries and criteria)",
-                   style="bold"))
+    out.print(Text(f"The law book: {len(rows)} laws", style="bold"))
+    for part in wrap("(`lmech list NAME`: one law's config, entries and criteria)", width):
+        out.print(Text(part, style="dim"))
     for r in rows:
         out.print("")
         out.print(Text(r["name"], style="bold"))
