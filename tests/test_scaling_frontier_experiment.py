@@ -1,0 +1,114 @@
+"""scaling-frontier: the frontier's reading against a closed form, the measured SGD against the exact Volterra
+expectation on a small grid, config validation naming the condition, and the law-book run's reported exponents.
+
+The law-book run (quick, seeds 0, 1, 2; margins in the law's module docstring) is shared with the contract test
+through ``quick_run``; nothing here trains it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmech.errors import BadInput
+from lmech.experiments import get
+from lmech.experiments import scaling_frontier as F
+from lmech.experiments.base import NullProgress
+from lmech.experiments.scaling_exponents import draw_projections
+from lmech.theory import scaling as S
+
+NAME = "scaling-frontier"
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
+def test_read_frontier_recovers_the_chinchilla_closed_form():
+    """On L(N, t) = N^-α + t^-β (dense grid), the optimum under N·t = C is analytic: N* ∝ C^(β/(α+β)),
+    L* ∝ C^(−αβ/(α+β)) and t*/N* ∝ C^((α−β)/(α+β)) (Hoffmann et al. 2022, eq. 4). Tolerance 1%: the parabola
+    through three sizes a factor 2^(1/4) apart is exact up to the cubic term of a smooth minimum."""
+    alpha, beta = 1.5, 0.5
+    sizes = np.unique(np.round(np.geomspace(2, 4000, 45)).astype(int))
+    steps = np.unique(np.round(np.geomspace(1, 2e6, 200)).astype(int))
+    n, t = np.meshgrid(sizes, steps, indexing="ij")
+    grid = pd.DataFrame({"model_size": n.ravel(), "step": t.ravel(), "loss": (n**-alpha + t**-beta).ravel()})
+    cfg = F.ScalingFrontierConfig(compute_window=(1e4, 1e6))
+    fits = F.fit_frontier(F.read_frontier(grid, F._budgets(cfg)), cfg).set_index("quantity")
+    s = alpha + beta
+    assert fits.loc["loss", "measured"] == pytest.approx(alpha * beta / s, rel=0.01)
+    assert fits.loc["model_size", "measured"] == pytest.approx(beta / s, rel=0.01)
+    assert fits.loc["ratio", "measured"] == pytest.approx((alpha - beta) / s, rel=0.03)
+
+
+def test_an_optimum_at_the_edge_of_the_sizes_is_not_bracketed():
+    """If the smallest loss at C sits at the largest available N, the optimum is not read from it."""
+    sizes = np.array([4, 8, 16])
+    steps = np.array([1, 10, 100, 1000])
+    n, t = np.meshgrid(sizes, steps, indexing="ij")
+    grid = pd.DataFrame({"model_size": n.ravel(), "step": t.ravel(), "loss": (1.0 / n + 0 * t).ravel()})
+    frontier = F.read_frontier(grid, [160.0])
+    assert not frontier.bracketed.iloc[0] and frontier.model_size.iloc[0] == pytest.approx(16)
+
+
+def test_sgd_grid_mean_matches_the_exact_volterra_expectation():
+    """The measured one-pass SGD loss, averaged over 48 projections × 4 runs, against the exact expected loss of
+    the same draws (the Volterra equation, :func:`lmech.theory.scaling.sgd_volterra`, itself tested against a
+    literal evaluation): normalized RMS ≤ 0.05 (the mean of 192 runs; measured 0.01-0.02)."""
+    cfg = F.ScalingFrontierConfig(model_sizes=(4, 8, 16), replicates=48, chains=4, groups=4,
+                                  compute_window=(100.0, 1600.0), max_steps=400)
+    grid, groups = F.sgd_grid(cfg, draw_projections(cfg), NullProgress())
+    late = grid[grid.step > 0]
+    nrms = math.sqrt(float(np.mean((late.loss / late.predicted - 1) ** 2)))
+    assert nrms <= 0.05
+    assert set(groups.group) == set(range(4))
+    mean = groups.groupby(["model_size", "step"]).loss.mean().to_numpy()
+    assert np.allclose(mean, grid.sort_values(["model_size", "step"]).loss.to_numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("overrides,field", [
+    ({"spectrum_exponent": 1.0}, "spectrum_exponent"), ({"target_exponent": 1.0}, "target_exponent"),
+    ({"compute_window": (1e5, 1e3)}, "compute_window"), ({"compute_window": (1e3, 1e7)}, "compute_window"),
+    ({"groups": 128}, "groups"), ({"model_sizes": (8, 4, 16)}, "model_sizes")])
+def test_bad_configs_are_refused(overrides, field):
+    from lmech.config import validate
+
+    with pytest.raises(BadInput, match=field):
+        validate(dataclasses.replace(F.ScalingFrontierConfig(), **overrides))
+
+
+def test_the_refusal_names_the_condition():
+    from lmech.config import validate
+
+    with pytest.raises(BadInput, match="b > 1"):
+        validate(dataclasses.replace(F.ScalingFrontierConfig(), spectrum_exponent=0.8))
+
+
+def test_interval_position():
+    assert F.interval_position(1.0, 1.0, 0.5, 2.0) == 0.0
+    assert F.interval_position(1.5, 1.0, 0.5, 2.0) == pytest.approx(0.5)
+    assert F.interval_position(0.25, 1.0, 0.5, 2.0) == pytest.approx(1.5)
+
+
+def test_lawbook_reports_the_allocation_exponents(quick_run):
+    """Beside the judged loss exponent, the N*(C) and t*/N* exponents with their intervals and the phase's
+    predictions (1/(1 + b) and (b − 1)/(b + 1)); the Chinchilla fit's α and β in its verdict."""
+    prediction, measurement, verdicts, _ = quick_run(NAME, "phase Ia")
+    cfg = dict(get(NAME).lawbook())["phase Ia"]
+    ex = S.exponents(cfg.a, cfg.b)
+    by_key = {v.key: v for v in verdicts}
+    frontier = by_key["frontier_exponent"].details
+    assert frontier["model_size_exponent"]["predicted"] == pytest.approx(1 / (1 + cfg.b))
+    assert frontier["tokens_per_parameter_exponent"]["predicted"] == pytest.approx((cfg.b - 1) / (cfg.b + 1))
+    low, high = frontier["model_size_exponent"]["interval"]
+    assert low < frontier["model_size_exponent"]["measured"] < high
+    assert by_key["chinchilla_exponents"].predicted == (ex.model, ex.time)
+    assert prediction.summary["phase"] == "Ia"
