@@ -54,14 +54,10 @@ Verdicts:
    N: ≤ 0.05 (GD: the P = gd_ratio·N samples' finite-sample error ≈ N/P = 1.6% near the floor) and ≤ 0.1
    (SGD: the mean of replicates × chains one-pass runs, each fluctuating by its own noise).
 
-Not done here (issue 15 asks for them): the compute-optimal frontier of one-pass SGD measured on an (N, t)
-grid and the Chinchilla fit of that grid (:func:`lmech.theory.scaling.compute_optimal` predicts and its
-tests check the phases' algebra, but no measurement judges it yet: the SGD horizons it needs, t ~ N_max^b,
-are beyond this law's CPU budget. A probe with the exact Volterra risk itself, one projection per task, M =
-4096, N = 4-256, t ≤ 2·10⁶, γ = 0.15/tr K: the frontier's loss exponent is 0.494 in phase Ia at (2.5, 2)
-(predicted 0.5), but 0.622 in phase II at (3.5, 2) (predicted 0.714) and 0.869 in phase III at (6, 2)
-(predicted 0.75): at these sizes only phase Ia is asymptotic, so "within 5% in two phases" would need far
-larger N and t than SGD on a CPU affords), and the digits kernel-regression learning curve. A first look at digits
+The compute-optimal frontier of one-pass SGD, measured on an (N, t) grid, and the Chinchilla fit of that grid
+are the law ``scaling-frontier`` (:mod:`lmech.experiments.scaling_frontier`: judged within 5% in phase Ia;
+phases II and III are pre-asymptotic at CPU sizes, its docstring gives the numbers). Not done here: the
+digits kernel-regression learning curve. A first look at digits
 (all 1797, ReLU depth-2 NTK and NNGP, kernel spectrum and target tail fitted on 1000 images over modes 4-200,
 one-hot or parity target, ridgeless, n = 40-640, 6 splits): b ≈ 1.12 (NTK) / 1.34 (NNGP), a − 1 ≈ 0.65,
 predicted data exponent min(a − 1, 2b) ≈ 0.65 against a measured 0.48-0.51 whose local slope drifts from

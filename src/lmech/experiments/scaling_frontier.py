@@ -448,7 +448,7 @@ class ScalingFrontier(Experiment):
                            why="every grid loss multiplied by (N·t)^(−0.1x): the frontier's exponent is 10% steeper, "
                                "twice the tolerance"),
             Counterexample("on the Ia/II boundary", ("frontier_exponent",), expect="inconclusive",
-                           config=ScalingFrontierConfig(target_exponent=3.0, model_sizes=(4, 8, 16, 32), replicates=2,
+                           config=ScalingFrontierConfig(target_exponent=3.0, model_sizes=(4, 8, 16, 32), replicates=2, groups=2,
                                                         chains=1, compute_window=(100.0, 2000.0), bootstrap=10),
                            why="a − 1 = b = 2: the phases' terms share an exponent and logarithms appear; the task is "
                                "flagged, not judged"),
