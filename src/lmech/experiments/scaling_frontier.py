@@ -539,6 +539,11 @@ class ScalingFrontier(Experiment):
             ax.set(xscale="log", yscale="log", xlabel="compute C = N·t·B")
             ax.legend(fontsize=7, frameon=False)
         draw_phase_diagram(axes[3], config)
+        report = chinchilla_report(config, measurement) if "fits" in measurement.series else None
+        if report is not None:
+            text = "\n".join(f"Chinchilla {k}: {r['fitted']:.3g} [{r['interval'][0]:.3g}, {r['interval'][1]:.3g}], "
+                              f"predicted {r['predicted']:.3g}" for k, r in report.items() if k != "form")
+            axes[3].text(0.03, 0.97, text, transform=axes[3].transAxes, fontsize=7, va="top")
         return [P.save(fig, outdir / "scaling-frontier.png")]
 
 
