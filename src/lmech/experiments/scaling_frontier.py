@@ -88,7 +88,7 @@ C ≳ 10⁷ (phase II) with N ≳ 10³ and a few hundred projections: not attemp
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
