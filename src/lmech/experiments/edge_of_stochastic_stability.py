@@ -451,8 +451,8 @@ class EdgeOfStochasticStability(Experiment):
     b = 12) has a median 0.87 (violated) or, with a single-estimate onset, the catapult's early spike as its
     onset; 4,000 steps is what the budget affords. Full-batch GD (b = N = 500, η = 1, 400 steps, the
     ``full-batch-gd`` counterexample): the quotient g·Hg/|g|² sits at 0.99 × 2/η (median) and λ_max reaches
-    1.16 × 2/η (violated, seed 0). 200 steps (``too-short``): the ratio ends at 0.69-0.71, still rising:
-    inconclusive.
+    1.16 × 2/η at seed 0 (violated at seeds 0, 1 and 2). 200 steps (``too-short``): the ratio ends at
+    0.69-0.71 at seed 0, still rising: inconclusive at seeds 0, 1 and 2.
 
     Cost (CPU time, one thread, three entries at once on the 2-core machine loaded ~8x, so upper bounds):
     quick entry 7.7-7.9 s (4,000 stacked SGD steps ~2.5 s, 10 Lanczos calls per run most of the rest),
