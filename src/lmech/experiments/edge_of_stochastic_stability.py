@@ -449,7 +449,10 @@ class EdgeOfStochasticStability(Experiment):
     0.918, 0.937, 0.871 × 2/η (margin ≥ 0.063), its median over the step sizes 0.764-0.768 at b = 12 against 0.840-0.860 at b = 16 at every
     seed (reported). The equilibrium is approached slowly: over 3,000 steps one seed's run (η = 0.95,
     b = 12) has a median 0.87 (violated) or, with a single-estimate onset, the catapult's early spike as its
-    onset; 4,000 steps is what the budget affords. Full-batch GD (b = N = 500, η = 1, 400 steps, the
+    onset; 4,000 steps is what the budget affords. Longer is not safer: over 5,000 steps (measured every 250)
+    seed 1's η = 0.95, b = 12 run diverges at step 4,132 (an SGD catapult that does not come back) and its
+    η = 0.85, b = 16 median is 0.895 (violated), while seeds 0 and 2 hold (worst 0.922, 1.028): the
+    equilibrium at 2/η is marginal at these step sizes, not a wide basin. Full-batch GD (b = N = 500, η = 1, 400 steps, the
     ``full-batch-gd`` counterexample): the quotient g·Hg/|g|² sits at 0.99 × 2/η (median) and λ_max reaches
     1.16 × 2/η at seed 0 (violated at seeds 0, 1 and 2). 200 steps (``too-short``): the ratio ends at
     0.69-0.71 at seed 0, still rising: inconclusive at seeds 0, 1 and 2.
