@@ -16,6 +16,19 @@ so norms at two batch sizes :math:`B_s < B_b` give unbiased estimates (Appendix 
 and :math:`B_\text{simple} \approx \mathcal{S}/|\mathcal{G}|^2`, averaging numerator and
 denominator over many batches before taking the ratio (the ratio of averages is consistent; each
 average is unbiased).
+
+**The Hessian-weighted noise scale** (Sec. 2.1, eq. 2.7 of the same paper)
+
+.. math:: B_\text{noise} = \frac{\operatorname{tr}(H\Sigma)}{G^\top H G},
+
+with :math:`H` the Hessian of the loss on the data: for a quadratic loss the step size that most
+lowers the loss in one step at batch :math:`B` is :math:`\epsilon_\text{opt}(B) =
+\epsilon_\text{max}/(1 + B_\text{noise}/B)` (eq. 2.6), and :math:`B_\text{noise} = B_\text{simple}`
+when :math:`H` is a multiple of the identity. The same two-batch trick estimates it, quadratic forms
+in :math:`H` in place of squared norms: :math:`\mathbb{E}\,G_B^\top H G_B = G^\top H G +
+\operatorname{tr}(H\Sigma)/B` (one Hessian-vector product per batch,
+:func:`hessian_noise_scale`); :func:`exact_hessian_noise_scale` computes it from per-example
+gradients (small problems).
 """
 
 from __future__ import annotations
@@ -33,7 +46,8 @@ from lmech.instruments._mode import check_examples_independent, eval_mode
 from lmech.instruments._params import flatten, trainable_parameters
 from lmech.instruments.curvature import check_batch
 
-__all__ = ["NoiseScale", "noise_scale_from_norms", "gradient_noise_scale", "exact_noise_scale"]
+__all__ = ["NoiseScale", "HessianNoiseScale", "noise_scale_from_norms", "noise_scale_from_quadratic_forms",
+           "gradient_noise_scale", "exact_noise_scale", "hessian_noise_scale", "exact_hessian_noise_scale"]
 
 
 @dataclass
@@ -48,6 +62,25 @@ class NoiseScale:
     num_batches: int = 0
 
 
+@dataclass
+class HessianNoiseScale:
+    """``b_noise = trace_h_sigma / g_h_g`` (:math:`\operatorname{tr}(H\Sigma)/G^\top H G`) with standard errors
+    of the two averaged estimates; ``simple`` is :math:`B_\text{simple}` from the same gradients."""
+
+    b_noise: float
+    g_h_g: float
+    trace_h_sigma: float
+    g_h_g_se: float = float("nan")
+    trace_h_sigma_se: float = float("nan")
+    num_batches: int = 0
+    simple: NoiseScale | None = None
+
+    @property
+    def b_simple(self) -> float:
+        """:math:`B_\text{simple}` of the same gradients (NaN if not computed)."""
+        return self.simple.b_simple if self.simple is not None else float("nan")
+
+
 def _check_sizes(b_small: object, b_big: object) -> tuple[int, int]:
     for name, b in (("b_small", b_small), ("b_big", b_big)):
         if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
@@ -55,6 +88,23 @@ def _check_sizes(b_small: object, b_big: object) -> tuple[int, int]:
     if not b_small < b_big:
         raise BadInput("b_big", b_big, f"a batch size larger than b_small={b_small}")
     return int(b_small), int(b_big)
+
+
+def _two_batch(small_values, big_values, b_small: int, b_big: int, name: str):
+    """Unbiased (signal, noise) averages and their standard errors from paired values at two batch sizes:
+    signal = (B_b v_b - B_s v_s)/(B_b - B_s), noise = (v_s - v_b)/(1/B_s - 1/B_b) (Appendix A.1)."""
+    small = np.atleast_1d(np.asarray(small_values, dtype=np.float64))
+    big = np.atleast_1d(np.asarray(big_values, dtype=np.float64))
+    if small.shape != big.shape or small.ndim != 1:
+        raise BadInput(name, big.shape, f"the shape of the values at b_small {small.shape}")
+    signal = (b_big * big - b_small * small) / (b_big - b_small)
+    noise = (small - big) / (1.0 / b_small - 1.0 / b_big)
+    m = small.size
+
+    def se(x: np.ndarray) -> float:
+        return float(x.std(ddof=1) / math.sqrt(m)) if m > 1 else float("nan")
+
+    return float(signal.mean()), float(noise.mean()), se(signal), se(noise), m
 
 
 def noise_scale_from_norms(sq_norm_small, sq_norm_big, b_small: int, b_big: int) -> NoiseScale:
@@ -65,18 +115,22 @@ def noise_scale_from_norms(sq_norm_small, sq_norm_big, b_small: int, b_big: int)
     equal-length sequences (one pair per draw); the estimates are averaged over draws.
     """
     b_small, b_big = _check_sizes(b_small, b_big)
-    small = np.atleast_1d(np.asarray(sq_norm_small, dtype=np.float64))
-    big = np.atleast_1d(np.asarray(sq_norm_big, dtype=np.float64))
-    if small.shape != big.shape or small.ndim != 1:
-        raise BadInput("sq_norm_big", big.shape, f"the shape of sq_norm_small {small.shape}")
-    g2 = (b_big * big - b_small * small) / (b_big - b_small)
-    s = (small - big) / (1.0 / b_small - 1.0 / b_big)
-    m = small.size
+    g2, s, g2_se, s_se, m = _two_batch(sq_norm_small, sq_norm_big, b_small, b_big, "sq_norm_big")
+    return NoiseScale(s / g2, g2, s, g2_se, s_se, m)
 
-    def se(x: np.ndarray) -> float:
-        return float(x.std(ddof=1) / math.sqrt(m)) if m > 1 else float("nan")
 
-    return NoiseScale(float(s.mean() / g2.mean()), float(g2.mean()), float(s.mean()), se(g2), se(s), m)
+def noise_scale_from_quadratic_forms(quad_small, quad_big, b_small: int, b_big: int,
+                                     simple: NoiseScale | None = None) -> HessianNoiseScale:
+    r"""Unbiased :math:`G^\top H G` and :math:`\operatorname{tr}(H\Sigma)` from the quadratic forms
+    :math:`G_{B_s}^\top H G_{B_s}` and :math:`G_{B_b}^\top H G_{B_b}` of minibatch gradients (floats or
+    equal-length sequences, one pair per draw), then :math:`B_\text{noise}`: the estimator of Appendix A.1
+    with :math:`\mathbb{E}\,G_B^\top H G_B = G^\top H G + \operatorname{tr}(H\Sigma)/B` in place of
+    :math:`\mathbb{E}|G_B|^2 = |G|^2 + \operatorname{tr}\Sigma/B` (McCandlish et al. 2018, eq. 2.7).
+    ``simple`` (optional) is the :math:`B_\text{simple}` of the same draws, kept beside it.
+    """
+    b_small, b_big = _check_sizes(b_small, b_big)
+    ghg, ths, ghg_se, ths_se, m = _two_batch(quad_small, quad_big, b_small, b_big, "quad_big")
+    return HessianNoiseScale(ths / ghg, ghg, ths, ghg_se, ths_se, m, simple)
 
 
 def _grad(model: nn.Module, loss_fn, params: list[Tensor], x: Tensor, y: Tensor) -> Tensor:
@@ -123,6 +177,31 @@ def gradient_noise_scale(
     return noise_scale_from_norms(small, big, b_small, b_big)
 
 
+def _per_example_gradients(model: nn.Module, loss_fn, params: list[Tensor], inputs: Tensor, targets: Tensor) -> Tensor:
+    """The ``(N, P)`` matrix of per-example gradients :math:`g_n = \nabla_\theta \ell(f(x_n), y_n)`, in float64.
+
+    One vectorized call (``torch.func.vmap`` over ``grad`` of a ``functional_call``) where the model allows
+    it, else one backward per example; both give the same numbers to round-off. Call in eval mode.
+    """
+    from torch.func import functional_call, grad, vmap
+
+    names = {id(p): n for n, p in model.named_parameters()}
+    keys = [names[id(p)] for p in params]
+
+    def loss_of(values, x, y):
+        out = functional_call(model, dict(zip(keys, values)), (x[None],))
+        return loss_fn(out, y[None])
+
+    try:
+        with torch.enable_grad():
+            grads = vmap(grad(loss_of), in_dims=(None, 0, 0))(tuple(p.detach() for p in params), inputs, targets)
+        return torch.cat([g.reshape(inputs.shape[0], -1) for g in grads], 1).double()
+    except RuntimeError:  # an operation vmap does not support: one backward per example
+        return torch.stack(
+            [_grad(model, loss_fn, params, inputs[i : i + 1], targets[i : i + 1]) for i in range(inputs.shape[0])]
+        ).double()
+
+
 def exact_noise_scale(
     model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], inputs: Tensor, targets: Tensor
 ) -> NoiseScale:
@@ -136,10 +215,95 @@ def exact_noise_scale(
     check_examples_independent(model, "per-example gradients")
     with eval_mode(model):
         check_batch(model, loss_fn, inputs, targets)
-        per_example = torch.stack(
-            [_grad(model, loss_fn, params, inputs[i : i + 1], targets[i : i + 1]) for i in range(inputs.shape[0])]
-        ).double()
+        per_example = _per_example_gradients(model, loss_fn, params, inputs, targets)
+    return _simple_from_per_example(per_example)
+
+
+def _simple_from_per_example(per_example: Tensor) -> NoiseScale:
     mean = per_example.mean(0)
     grad_sq = float(mean @ mean)
     trace_sigma = float(((per_example - mean) ** 2).sum(1).mean())
     return NoiseScale(trace_sigma / grad_sq, grad_sq, trace_sigma, 0.0, 0.0, 0)
+
+
+def hessian_noise_scale(
+    model: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    inputs: Tensor,
+    targets: Tensor,
+    b_small: int,
+    b_big: int,
+    *,
+    num_batches: int = 10,
+    generator: torch.Generator | None = None,
+) -> HessianNoiseScale:
+    r"""Estimate :math:`B_\text{noise} = \operatorname{tr}(H\Sigma)/G^\top H G` on ``(inputs, targets)``
+    from two batch sizes (and :math:`B_\text{simple}` from the same gradients, in ``.simple``).
+
+    :math:`H` is the Hessian of the loss on all of ``(inputs, targets)`` at the current parameters
+    (:class:`~lmech.instruments.curvature.HessianOperator`). ``num_batches`` times, a batch of ``b_small``
+    and one of ``b_big`` examples are drawn uniformly *with replacement* from ``generator`` (so that
+    :math:`\mathbb{E}\,G_B^\top H G_B = G^\top H G + \operatorname{tr}(H\Sigma)/B` holds exactly for the
+    empirical distribution); each costs one gradient and one Hessian-vector product, and
+    :func:`noise_scale_from_quadratic_forms` averages them. ``loss_fn`` must average over examples. The
+    model is evaluated in eval mode and its modes are restored.
+    """
+    from lmech.instruments.curvature import HessianOperator
+
+    b_small, b_big = _check_sizes(b_small, b_big)
+    if isinstance(num_batches, bool) or not isinstance(num_batches, (int, np.integer)) or num_batches < 1:
+        raise BadInput("num_batches", num_batches, "an integer >= 1")
+    params = trainable_parameters(model)
+    check_examples_independent(model, "the gradient noise scale")
+    with eval_mode(model):
+        check_batch(model, loss_fn, inputs, targets)
+        hessian = HessianOperator(model, loss_fn, inputs, targets, check=False)
+        n = inputs.shape[0]
+        norms: dict[int, list[float]] = {b_small: [], b_big: []}
+        quads: dict[int, list[float]] = {b_small: [], b_big: []}
+        for _ in range(num_batches):
+            for size in (b_small, b_big):
+                idx = torch.randint(0, n, (size,), generator=generator).to(inputs.device)
+                g = _grad(model, loss_fn, params, inputs[idx], targets[idx])
+                norms[size].append(float(torch.dot(g, g)))
+                quads[size].append(float(torch.dot(g, hessian @ g)))
+    simple = noise_scale_from_norms(norms[b_small], norms[b_big], b_small, b_big)
+    return noise_scale_from_quadratic_forms(quads[b_small], quads[b_big], b_small, b_big, simple)
+
+
+def exact_hessian_noise_scale(
+    model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], inputs: Tensor, targets: Tensor
+) -> HessianNoiseScale:
+    r"""The exact :math:`B_\text{noise} = \operatorname{tr}(H\Sigma)/G^\top H G` of the empirical distribution
+    (McCandlish et al. 2018, eq. 2.7), and :math:`B_\text{simple}` of the same gradients (``.simple``).
+
+    :math:`G = \frac1N\sum_n g_n`, :math:`\Sigma = \frac1N\sum_n (g_n - G)(g_n - G)^\top` from the
+    per-example gradients, :math:`H` the Hessian of the loss on all the data. With :math:`P` parameters
+    and :math:`N` examples it costs :math:`\min(P, N) + 1` Hessian-vector products: :math:`H` itself
+    when :math:`P \le N` (then :math:`\operatorname{tr}(H\Sigma) = \sum_{ij} H_{ij}\Sigma_{ij}`), else
+    :math:`H` applied to the :math:`N` centred gradients. Small problems only. The model is evaluated in
+    eval mode, its modes restored.
+    """
+    from lmech.instruments.curvature import HessianOperator
+
+    params = trainable_parameters(model)
+    check_examples_independent(model, "per-example gradients")
+    with eval_mode(model):
+        check_batch(model, loss_fn, inputs, targets)
+        per_example = _per_example_gradients(model, loss_fn, params, inputs, targets)
+        hessian = HessianOperator(model, loss_fn, inputs, targets, check=False)
+        n, p = per_example.shape
+        mean = per_example.mean(0)
+        centred = per_example - mean
+        dtype = hessian.dtype
+        h_mean = (hessian @ mean.to(dtype)).double()
+        if p <= n:
+            dense = (hessian @ torch.eye(p, dtype=dtype, device=hessian.device)).double()
+            dense = 0.5 * (dense + dense.T)
+            trace_h_sigma = float((dense * (centred.T @ centred / n)).sum())
+        else:
+            h_centred = (hessian @ centred.T.to(dtype)).double()
+            trace_h_sigma = float((centred.T * h_centred).sum() / n)
+    g_h_g = float(mean @ h_mean)
+    return HessianNoiseScale(trace_h_sigma / g_h_g, g_h_g, trace_h_sigma, 0.0, 0.0, 0,
+                             _simple_from_per_example(per_example))
