@@ -30,6 +30,7 @@ from lmech.experiments import representation_convergence  # noqa: E402,F401  iso
 from lmech.experiments import representation_alignment  # noqa: E402,F401  isort: skip
 from lmech.experiments import scaling_law  # noqa: E402,F401  isort: skip
 from lmech.experiments import catapult  # noqa: E402,F401  isort: skip
+from lmech.experiments import critical_batch  # noqa: E402,F401  isort: skip
 
 
 def run(name: str, *, store=None, quick: bool = False, force: bool = False, entry: str | None = None,
