@@ -42,7 +42,7 @@ after an interruption, spread over Ray).
 **Verdicts** (batch sizes spanning at least 16×, else inconclusive):
 
 * ``hyperbola``: :math:`S(B) = S_\text{min} + E_\text{min}/B` fitted by least squares in relative
-  error; the metric is the largest :math:`|\ln(S/\hat S)|` over the batch sizes, ≤ 0.1. Inconclusive if
+  error; the metric is the largest :math:`|\ln(S/\hat S)|` over the batch sizes, ≤ 0.15. Inconclusive if
   an optimum is at the edge of the learning-rate grid, no rate reached the target within
   ``max_steps``, or the fitted :math:`B_\text{crit}` is outside the batch sizes (the bend is not
   observed). With a fixed learning rate, a batch size that never reaches the target makes the
@@ -88,7 +88,7 @@ AXES = ("batch_sizes", "log2_lrs")
 #: the smallest ratio of largest to smallest batch size the law is judged over (the issue's floor)
 MIN_SPAN = 16.0
 #: largest |ln(S / fitted S)| over the batch sizes that the hyperbola allows
-HYPERBOLA_TOLERANCE = 0.1
+HYPERBOLA_TOLERANCE = 0.15
 #: largest |log10(B_crit / B_noise)|: the paper's own agreement across its tasks (Fig. 4)
 DECADES = 1.0
 #: a run whose loss exceeds this multiple of its initial loss (or is not finite) has diverged
@@ -375,8 +375,9 @@ class CriticalBatch(Experiment):
         return [
             Criterion("hyperbola", "largest |ln(S/Ŝ)| over the batch sizes, Ŝ = S_min + E_min/B fitted by least "
                       "squares in relative error (the hyperbola (S/S_min − 1)(E/E_min − 1) = 1)", HYPERBOLA_TOLERANCE,
-                      "10% in steps: the learning-rate grid's step (2^0.25) and the replicas' noise move a tuned S "
-                      "by a few percent (module docstring), the fixed-rate counterexample by far more"),
+                      "the learning-rate grid's step: where the steps are limited by the rate (large batches, S ∝ "
+                      "1/η in the flat directions, the best rate pinned under the stability edge 2/λ_max) a tuned S "
+                      "sits up to one grid step (2^0.25, 0.17 in ln) off its optimum; measured 0.06-0.08"),
             Criterion("b_crit", "|log10(B_crit / B_noise)|, B_noise measured at the target loss on the tuned run at "
                       "the batch size nearest B_crit", DECADES,
                       "the paper's own agreement: B_crit against the noise scale over its tasks lies within about "
@@ -396,12 +397,13 @@ class CriticalBatch(Experiment):
                 why="the optimizer steps along G + 6(G_B − G): 36× the data's gradient noise, unseen by the "
                     "instrument, which reads the data; B_crit follows the optimizer's noise, ~36× the measured "
                     "B_noise (more than a decade)",
-                config=CriticalBatchConfig(batch_sizes=(16, 64, 256, 1024, 4096), noise_gain=6.0,
-                                           log2_lrs=tuple(-5.0 + 0.25 * k for k in range(27)))),
+                config=CriticalBatchConfig(batch_sizes=(32, 128, 512, 2048), noise_gain=6.0, replicas=4,
+                                           checkpoints=4, log2_lrs=tuple(-4.0 + 0.5 * k for k in range(12)))),
             Counterexample(
                 "narrow span", ("hyperbola", "b_crit"), expect="inconclusive",
-                why="batch sizes 4-32 span 8×, less than the 16× the law is judged over",
-                config=CriticalBatchConfig(batch_sizes=(4, 8, 16, 32))),
+                why="batch sizes 8-64 span 8×, less than the 16× the law is judged over",
+                config=CriticalBatchConfig(batch_sizes=(8, 16, 32, 64), log2_lrs=(-0.5, 0.0, 0.5, 1.0, 1.5),
+                                           replicas=4, checkpoints=2)),
         ]
 
     # -- theory --------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ class NoiseScale:
 
 @dataclass
 class HessianNoiseScale:
-    """``b_noise = trace_h_sigma / g_h_g`` (:math:`\operatorname{tr}(H\Sigma)/G^\top H G`) with standard errors
+    r"""``b_noise = trace_h_sigma / g_h_g`` (:math:`\operatorname{tr}(H\Sigma)/G^\top H G`) with standard errors
     of the two averaged estimates; ``simple`` is :math:`B_\text{simple}` from the same gradients."""
 
     b_noise: float
@@ -77,7 +77,7 @@ class HessianNoiseScale:
 
     @property
     def b_simple(self) -> float:
-        """:math:`B_\text{simple}` of the same gradients (NaN if not computed)."""
+        r""":math:`B_\text{simple}` of the same gradients (NaN if not computed)."""
         return self.simple.b_simple if self.simple is not None else float("nan")
 
 
@@ -178,7 +178,7 @@ def gradient_noise_scale(
 
 
 def _per_example_gradients(model: nn.Module, loss_fn, params: list[Tensor], inputs: Tensor, targets: Tensor) -> Tensor:
-    """The ``(N, P)`` matrix of per-example gradients :math:`g_n = \nabla_\theta \ell(f(x_n), y_n)`, in float64.
+    r"""The ``(N, P)`` matrix of per-example gradients :math:`g_n = \nabla_\theta \ell(f(x_n), y_n)`, in float64.
 
     One vectorized call (``torch.func.vmap`` over ``grad`` of a ``functional_call``) where the model allows
     it, else one backward per example; both give the same numbers to round-off. Call in eval mode.
