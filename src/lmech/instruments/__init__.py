@@ -8,7 +8,7 @@
 * :mod:`~lmech.instruments.features`: weight and feature movement, coordinate sizes, effective rank;
 * :mod:`~lmech.instruments.similarity`: CKA (linear, RBF, debiased), mutual k-NN, Procrustes, SVCCA,
   layer-by-layer ``compare``;
-* :mod:`~lmech.instruments.noise`: the gradient noise scale B_simple;
+* :mod:`~lmech.instruments.noise`: the gradient noise scales B_simple = tr Σ/|G|² and B_noise = tr(HΣ)/GᵀHG;
 * :mod:`~lmech.instruments.batch_sharpness`: the batch sharpness E_B[g_B·H_B g_B/|g_B|²] (edge of stochastic
   stability) with its Monte Carlo standard error, and its Monitor probe;
 * :mod:`~lmech.instruments.monitor`: ``Monitor`` attaches probes to any training loop without perturbing it.
@@ -47,7 +47,12 @@ from lmech.instruments.monitor import (
     preconditioned_sharpness_probe,
     sharpness_probe,
 )
-from lmech.instruments.noise import exact_noise_scale, gradient_noise_scale
+from lmech.instruments.noise import (
+    exact_hessian_noise_scale,
+    exact_noise_scale,
+    gradient_noise_scale,
+    hessian_noise_scale,
+)
 from lmech.instruments.ntk import (
     LinearizedModel,
     NTKOperator,
@@ -72,7 +77,7 @@ __all__ = [
     "GGNOperator", "GradNormProbe", "HessianOperator", "HessianTraceProbe", "LinearizedModel", "LossProbe",
     "Monitor", "NTKOperator", "ParamNormProbe", "PreconditionedOperator", "SharpnessTracker", "capture_activations",
     "compare", "coordinate_change", "coordinate_size", "debiased_cka", "effective_rank", "empirical_ntk",
-    "exact_noise_scale", "gradient_noise_scale", "hessian_eigenvalues", "hessian_eigenvalues_probe",
+    "exact_hessian_noise_scale", "exact_noise_scale", "gradient_noise_scale", "hessian_noise_scale", "hessian_eigenvalues", "hessian_eigenvalues_probe",
     "hessian_spectral_density", "hessian_trace", "hutchinson_trace", "hutchpp_trace", "kernel_distance",
     "kernel_target_alignment", "kernel_velocity", "lanczos", "linear_cka", "mutual_knn", "participation_ratio",
     "preconditioned_sharpness", "preconditioned_sharpness_probe", "procrustes_distance", "rbf_cka",
