@@ -117,8 +117,9 @@ class Block(nn.Module):
         self.branch_multiplier = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.branch_multiplier * self.attn(self.ln_1(x))
-        x = x + self.branch_multiplier * self.mlp(self.ln_2(x))
+        # x + m·branch in one pass (the multiplier folded into the residual addition)
+        x = torch.add(x, self.attn(self.ln_1(x)), alpha=self.branch_multiplier)
+        x = torch.add(x, self.mlp(self.ln_2(x)), alpha=self.branch_multiplier)
         return x
 
 

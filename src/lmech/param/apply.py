@@ -11,8 +11,12 @@ Three things happen (the numbers come from :mod:`lmech.param.presets`):
    assumed freshly built with the standard init, as ``mup.set_base_shapes`` assumes);
 3. forward multipliers :math:`A \ne 1` are installed as hooks on the owning module: for ``nn.Linear``
    and convolutions a forward pre-hook multiplies the input (:math:`W(Ax) + b = (AW)x + b`, exactly the
-   weight multiplier, and what ``mup.MuReadout`` computes), for ``nn.Embedding`` a forward hook
-   multiplies the output. Residual branches named in ``branches`` get a forward hook multiplying their
+   weight multiplier, and what ``mup.MuReadout`` computes), except for an ``nn.Linear`` with fewer outputs
+   than inputs (a readout), where a forward hook multiplies the output instead,
+   :math:`A(Wx + b) + (1 - A)b = (AW)x + b` (the same map, equal to rounding; bit for bit when A is a power
+   of two and there is no bias), so that the multiplier costs a pass over the small output instead of over
+   the batch's features (``benchmarks/param_overhead.py``); for ``nn.Embedding`` a forward hook multiplies
+   the output. Residual branches named in ``branches`` get a forward hook multiplying their
    output by :math:`m_L^{-\alpha}` (unless the model applies it itself: ``branch_hooks=False``).
 
 A multiplier of exactly 1 installs nothing and an init scale of exactly 1 touches nothing, so at the
@@ -37,7 +41,7 @@ from lmech.param.presets import Preset
 from lmech.param.roles import ParamShape, infer_roles, shapes_of
 from lmech.param.table import ParamTable, build_table
 
-__all__ = ["parametrize", "Parametrized", "ScaleInput", "ScaleOutput"]
+__all__ = ["parametrize", "Parametrized", "ScaleInput", "ScaleOutput", "ScaleLinearOutput"]
 
 
 class ScaleInput:
@@ -68,11 +72,29 @@ class ScaleOutput:
         return f"ScaleOutput({self.factor:g})"
 
 
+class ScaleLinearOutput:
+    """Forward hook of an ``nn.Linear``: its weight multiplied by ``factor``, applied to the (smaller) output.
+
+    :math:`A(Wx + b) + (1 - A)b = (AW)x + b`; the bias's gradient is :math:`A + (1 - A) = 1` times the
+    output's, as without the multiplier.
+    """
+
+    def __init__(self, factor: float):
+        self.factor = float(factor)
+
+    def __call__(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        scaled = output * self.factor
+        return scaled if module.bias is None else scaled.add_(module.bias, alpha=1.0 - self.factor)
+
+    def __repr__(self) -> str:
+        return f"ScaleLinearOutput({self.factor:g})"
+
+
 def _has_our_hooks(model: nn.Module) -> list[str]:
     found = []
     for name, module in model.named_modules():
         hooks = list(module._forward_pre_hooks.values()) + list(module._forward_hooks.values())
-        if any(isinstance(h, (ScaleInput, ScaleOutput)) for h in hooks):
+        if any(isinstance(h, (ScaleInput, ScaleOutput, ScaleLinearOutput)) for h in hooks):
             found.append(name or "<root>")
     return found
 
@@ -125,7 +147,9 @@ def _install(model: nn.Module, table: ParamTable, branch_hooks: bool) -> list:
             continue
         mname, _, pname = entry.name.rpartition(".")
         module = modules[mname]
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and pname == "weight":
+        if isinstance(module, nn.Linear) and pname == "weight" and module.out_features < module.in_features:
+            handles.append(module.register_forward_hook(ScaleLinearOutput(entry.multiplier)))
+        elif isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and pname == "weight":
             handles.append(module.register_forward_pre_hook(ScaleInput(entry.multiplier), with_kwargs=True))
         elif isinstance(module, nn.Embedding) and pname == "weight":
             handles.append(module.register_forward_hook(ScaleOutput(entry.multiplier)))
