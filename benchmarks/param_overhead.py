@@ -44,14 +44,15 @@ from lmech.param import parametrize
 
 
 OVERHEAD_NOTE = (
-    "What the parametrized step adds: the readout's forward multiplier, applied to the readout's output "
-    "(`ScaleLinearOutput`: one pass over the batch's 10 logits, where a pre-hook on the input was a pass over "
-    "its 1024 features, forward and backward, plus an allocation each: that cost about 1% of the MLP's step "
-    "in the previous version), the transformer's branch multipliers, folded into the residual addition "
-    "(`torch.add(x, branch, alpha=m)`, which the SP model runs too with m = 1), and more parameter groups in "
-    "the optimizer (torch's Adam loops over groups in Python: about 0.5% of the MLP's step for three groups "
-    "instead of one, measured the same way). The parameters, their count and the arithmetic of the step are "
-    "otherwise the same.")
+    "What the parametrized step adds: the readout's forward multiplier (a forward hook: since this "
+    "version applied to the readout's 10 outputs, `ScaleLinearOutput`, instead of its 1024 input features), "
+    "the transformer's branch multipliers (folded into the residual addition, `torch.add(x, branch, alpha=m)`, "
+    "which the SP model runs too with m = 1) and more parameter groups (torch's Adam loops over its groups in "
+    "Python). The parameters, their count and the arithmetic of the step are otherwise the same. Measured "
+    "apart on the MLP the same way (200 rounds each, one run, load 9-11): the readout hook alone 1.007 "
+    "[0.996, 1.018] (on the input, as before: 1.011 [0.998, 1.021]), the three groups alone 1.011 [1.000, "
+    "1.016]: about 0.4 ms of Python per step in all, 2% of this 20 ms step and 0.4% of the transformer's. "
+    "It is a fixed cost per step (a hook call and two more optimizer groups), not a cost per coordinate.")
 
 
 def mlp(width: int, device: str = "cpu") -> nn.Sequential:

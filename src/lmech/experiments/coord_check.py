@@ -94,19 +94,32 @@ from lmech.param import get_preset
 MODELS = ("mlp", "transformer")
 OPTIMIZERS = ("sgd", "adam")
 PARAMETRIZATIONS = ("sp", "mup")
-LAYERS = {"mlp": ("input layer", "hidden layer", "output", "readout step"),
-          "transformer": ("embedding", "attention", "mlp", "last hidden", "output", "readout step")}
+LAYERS = {"mlp": ("input layer", "hidden layer", "output", "readout step", "propagated"),
+          "transformer": ("embedding", "attention", "mlp", "last hidden", "output", "readout step", "propagated")}
 #: what each measured layer is, for the theory's exponents
 ROLE_OF_LAYER = {"mlp": {"input layer": "first", "hidden layer": "hidden", "output": "output",
-                         "readout step": "readout"},
+                         "readout step": "readout", "propagated": "propagated"},
                  "transformer": {"embedding": "first", "attention": "hidden", "mlp": "hidden", "last hidden": "hidden",
-                                 "output": "output", "readout step": "readout"}}
+                                 "output": "output", "readout step": "readout", "propagated": "propagated"}}
 #: SP: exponent s of mean |Δx| ∝ width^s after one step (module docstring); μP: 0 for every layer
-SP_THEORY = {"adam": {"first": 0.0, "hidden": 1.0, "output": 1.5, "readout": 1.0},
-             "sgd": {"first": -0.5, "hidden": 0.5, "output": 1.0, "readout": 1.0}}
+SP_THEORY = {"adam": {"first": 0.0, "hidden": 1.0, "output": 1.5, "readout": 1.0, "propagated": 1.5},
+             "sgd": {"first": -0.5, "hidden": 0.5, "output": 1.0, "readout": 1.0, "propagated": 1.0}}
 MUP_TOLERANCE = 0.15
 IN_FEATURES = 16  # the MLP's inputs: digits pooled to 4×4
 SP_OUTPUT_TOLERANCE = 0.25
+#: why the whole output's slope is (or is not) judged against the issue's +1, per model and optimizer
+WHY_NOT_ONE = {
+    "mlp": {"sgd": "whole output judged against the issue's +1 (sp_mlp_sgd_output): both of its parts grow like n",
+            "adam": "whole output not judged against the issue's +1: under Adam the propagated part grows like "
+                    "n^{3/2} and is already the larger part at n = 64, so the output's slope is a mixture rising "
+                    "from 1 to 3/2 (measured 1.23-1.30); its parts are judged separately"},
+    "transformer": {
+        "sgd": "whole output and propagated part reported, not judged: the propagated part (5-7x the readout's "
+               "step here) carries the embedding's path, Θ(n^0), beside its leading Θ(n), so its local slope "
+               "rises from 0.6 to 0.8 over 64-1024, short of the asymptote +1",
+        "adam": "whole output and propagated part reported, not judged: the propagated part (the larger one) "
+                "carries the embedding's path, Θ(n^1/2), beside its leading Θ(n^3/2); its local slope rises "
+                "from 1.1 to 1.3 over 64-1024, short of the asymptote 3/2"}}
 
 
 @dataclass(frozen=True)
@@ -267,8 +280,12 @@ def coordinate_changes(config: CoordCheckConfig, model: str, progress: Progress 
                                 loss_fn()
                         values = dict(probe.values)
                         with torch.no_grad():  # (this call overwrites the probe's values; they were copied)
-                            values["readout step"] = readout(start["features"])
+                            on_start = readout(start["features"])  # W_t φ_0 + b_t
+                        # f_t − f_0 = (W_t φ_0 + b_t − f_0) + (f_t − W_t φ_0 − b_t): readout step + propagated
+                        values["readout step"] = on_start
+                        values["propagated"] = values["output"] - on_start
                         start.setdefault("readout step", start["output"])
+                        start.setdefault("propagated", torch.zeros_like(start["output"]))
                         for layer in LAYERS[model]:
                             delta = (values[layer] - start[layer]).abs().mean().item()
                             rows.append({"model": model, "parametrization": parametrization, "optimizer": optimizer,
@@ -326,6 +343,23 @@ def _swap(source: str, target: str):
     return perturb
 
 
+def _decorrelate(config, prediction, measurement):
+    """A perturbation: the SP output's propagated part (and so the output) shrunk by (n / n_0)^-1/2."""
+    coords = measurement.series["coords"].copy()
+    rows = (coords.parametrization == "sp") & coords.layer.isin(["propagated", "output"])
+    coords.loc[rows, "mean_abs_delta"] *= (coords.loc[rows, "width"] / min(config.widths)) ** -0.5
+    return Result(series={**measurement.series, "coords": coords}, summary=dict(measurement.summary),
+                  diverged_at=measurement.diverged_at)
+
+
+def _swap_optimizers(config, prediction, measurement):
+    """A perturbation: the SGD and Adam measurements exchange labels."""
+    coords = measurement.series["coords"].copy()
+    coords["optimizer"] = coords["optimizer"].map({"sgd": "adam", "adam": "sgd"})
+    return Result(series={**measurement.series, "coords": coords}, summary=dict(measurement.summary),
+                  diverged_at=measurement.diverged_at)
+
+
 @register
 class CoordCheck(Experiment):
     """Verdicts: μP slopes |s| ≤ 0.15 for every layer; SP output slope 1 ± 0.25 (module docstring)."""
@@ -357,9 +391,20 @@ class CoordCheck(Experiment):
                 perturb=_swap("sp", "mup"),
                 why="SP's output coordinates grow like width (slope ≈ 1), so SP fails the μP criterion |s| <= 0.15"))
             out.append(Counterexample(
-                f"mup-judged-as-sp-{model}", tuple(f"sp_{model}_{o}_readout" for o in OPTIMIZERS), entry=model,
+                f"mup-judged-as-sp-{model}", tuple(f"sp_{model}_{o}_readout" for o in OPTIMIZERS)
+                + (("sp_mlp_sgd_output",) if model == "mlp" else ()), entry=model,
                 perturb=_swap("mup", "sp"),
                 why="μP's output change does not grow with width (slope ≈ 0), outside SP's 1 ± 0.25"))
+        out.append(Counterexample(
+            "uncorrelated-propagation-mlp", ("sp_mlp_sgd_propagated", "sp_mlp_adam_propagated", "sp_mlp_sgd_output"),
+            entry="mlp", perturb=_decorrelate,
+            why="if the features' change were uncorrelated with the readout (a sum of n independent terms, "
+                "Θ(√n) instead of Θ(n)), the propagated part and the output would grow n^1/2 slower: slopes "
+                "≈ 0.35 (SGD) and 0.8 (Adam), outside 1 ± 0.25 and 3/2 ± 0.25"))
+        out.append(Counterexample(
+            "sgd-judged-as-adam-mlp", ("sp_mlp_adam_propagated",), entry="mlp", perturb=_swap_optimizers,
+            why="under SGD the propagated part grows like n (the hidden layers move by n^1/2, not n), so SGD's "
+                "measurement misses Adam's 3/2 ± 0.25"))
         out.append(Counterexample(
             "one-step-mlp", tuple(f"mup_mlp_{o}" for o in OPTIMIZERS), expect="inconclusive",
             config=replace(self.quick_config(), models=("mlp",), steps=1),
@@ -422,22 +467,55 @@ class CoordCheck(Experiment):
                     worst_layer=None if worst is None else f"{worst['layer']} (step {int(worst['step'])})",
                     slopes={f"{r.layer} t={r.step}": (r.slope if r.status == "moved" else r.status)
                             for r in mup.itertuples()}))
-                first = sp[sp.step == 1]
-                row = first[first.layer == "readout step"]
-                slope = float(row["slope"].iloc[0]) if len(row) else math.nan
-                status = row["status"].iloc[0] if len(row) else "missing"
-                others = {f"{r.layer} (theory {r.theory:+g})": r.slope for r in first.itertuples()
-                          if r.layer != "readout step"}
-                verdicts.append(self.make_verdict(
-                    f"sp_{model}_{optimizer}_readout",
-                    f"{model}, {optimizer}, SP: slope of log2 mean|Δ output| from the readout's own step vs log2 "
-                    "width, after one step",
-                    1.0, slope, slope, (1.0 - SP_OUTPUT_TOLERANCE, 1.0 + SP_OUTPUT_TOLERANCE),
-                    why="the issue's tolerance ±0.25 around TP V's exponent 1 (a correlated sum over n features): "
-                        "seed-to-seed scatter is a few hundredths; μP's 0 and a lazy 1/2 are excluded",
-                    inconclusive=None if status == "moved" else f"no slope ({status})",
-                    lr=_lr(config, model, optimizer), other_layers_step1=others))
+                verdicts += self._sp_verdicts(config, model, optimizer, sp[sp.step == 1])
         return verdicts
+
+    def _sp_verdicts(self, config: CoordCheckConfig, model: str, optimizer: str, first: pd.DataFrame):
+        """SP after one step: the output's change split into the readout's own step and the propagated term."""
+        def slope_of(layer: str) -> tuple[float, str | None]:
+            row = first[first.layer == layer]
+            if row.empty:
+                return math.nan, f"no {layer} rows"
+            status = row["status"].iloc[0]
+            return float(row["slope"].iloc[0]), None if status == "moved" else f"{layer}: no slope ({status})"
+
+        lr = _lr(config, model, optimizer)
+        readout, readout_reason = slope_of("readout step")
+        propagated, propagated_reason = slope_of("propagated")
+        output, output_reason = slope_of("output")
+        others = {f"{r.layer} (theory {r.theory:+g})": r.slope for r in first.itertuples()
+                  if r.layer not in ("readout step", "propagated", "output")}
+        split = {"readout step": readout, "propagated": propagated, "output": output,
+                 "output, the issue's value": 1.0, "output, theory (asymptotic)": SP_THEORY[optimizer]["output"]}
+        out = [self.make_verdict(
+            f"sp_{model}_{optimizer}_readout",
+            f"{model}, {optimizer}, SP: slope of log2 mean|Δ output| from the readout's own step vs log2 width, "
+            "after one step",
+            1.0, readout, readout, (1.0 - SP_OUTPUT_TOLERANCE, 1.0 + SP_OUTPUT_TOLERANCE),
+            why="the issue's tolerance ±0.25 around TP V's exponent 1 (a correlated sum over n features): "
+                "seed-to-seed scatter is a few hundredths; μP's 0 and a lazy 1/2 are excluded",
+            inconclusive=readout_reason, lr=lr, other_layers_step1=others, output_split=split,
+            note=WHY_NOT_ONE[model][optimizer])]
+        if model != "mlp":
+            return out
+        theory = SP_THEORY[optimizer]["propagated"]
+        out.append(self.make_verdict(
+            f"sp_{model}_{optimizer}_propagated",
+            f"{model}, {optimizer}, SP: slope of log2 mean|W_out,1 (φ_1 − φ_0)| (the output's change through the "
+            "features) vs log2 width, after one step",
+            theory, propagated, propagated, (theory - SP_OUTPUT_TOLERANCE, theory + SP_OUTPUT_TOLERANCE),
+            why="the issue's tolerance ±0.25 around the theory's exponent (module docstring: +1 under SGD, +3/2 "
+                "under Adam); the input layer's path is one power of n^-1/2 below and pulls the fit low by ~0.1",
+            inconclusive=propagated_reason, lr=lr, output_split=split))
+        if optimizer == "sgd":
+            out.append(self.make_verdict(
+                f"sp_{model}_{optimizer}_output",
+                f"{model}, {optimizer}, SP: slope of log2 mean|Δ output| (the whole output) vs log2 width, after "
+                "one step",
+                1.0, output, output, (1.0 - SP_OUTPUT_TOLERANCE, 1.0 + SP_OUTPUT_TOLERANCE),
+                why="the issue's criterion (+1 ± 0.25): under SGD both parts of the output's change grow like n",
+                inconclusive=output_reason, lr=lr, output_split=split))
+        return out
 
     def figures(self, config: CoordCheckConfig, prediction: Result, measurement: Result, outdir: Path):
         from lmech.report import plotting as P
