@@ -36,6 +36,23 @@ def test_slope_recovers_exact_power_laws():
     assert theory == {"input layer": 0.0, "hidden layer": 1.0, "output": 1.5, "readout step": 1.0}
 
 
+def test_the_output_change_is_the_sum_of_its_two_parts():
+    """f_1 − f_0 = (W_1 φ_0 + b_1 − f_0) + (f_1 − W_1 φ_0 − b_1) holds elementwise, so mean|Δf| lies between
+    |mean|readout| − mean|propagated|| and their sum (triangle inequality), at every width, step and seed."""
+    from dataclasses import replace
+
+    from lmech.experiments.coord_check import coordinate_changes
+
+    rows = coordinate_changes(replace(CoordCheckConfig(models=("mlp",)), widths=(64, 128, 256), seeds=2, steps=2),
+                              "mlp")
+    wide = rows.pivot_table(index=["parametrization", "optimizer", "width", "seed", "step"], columns="layer",
+                            values="mean_abs_delta")
+    total, a, b = wide["output"], wide["readout step"], wide["propagated"]
+    assert ((total <= a + b + 1e-7) & (total >= (a - b).abs() - 1e-7)).all()
+    # under μP the readout starts at zero: after one step the features have not moved (propagated part 0)
+    assert (wide.xs(("mup", 1), level=("parametrization", "step"))["propagated"] == 0).all()
+
+
 def test_slope_of_a_diverged_group_is_missing():
     frame = _frame({"output": 1.0})
     frame.loc[3, "mean_abs_delta"] = math.nan
@@ -60,7 +77,10 @@ def test_mlp_sp_exponents_of_every_layer(quick_run):
     assert s[("adam", "hidden layer")] == pytest.approx(1.0, abs=0.15)
     assert s[("sgd", "hidden layer")] == pytest.approx(0.5, abs=0.15)
     assert 1.0 < s[("adam", "output")] < 1.5
-    assert {v.key for v in verdicts} == {"mup_mlp_sgd", "mup_mlp_adam", "sp_mlp_sgd_readout", "sp_mlp_adam_readout"}
+    # the output's two parts (module docstring): Adam's propagated part grows faster than the readout's step
+    assert s[("adam", "propagated")] > s[("adam", "readout step")] + 0.2
+    assert {v.key for v in verdicts} == {"mup_mlp_sgd", "mup_mlp_adam", "sp_mlp_sgd_readout", "sp_mlp_adam_readout",
+                                         "sp_mlp_sgd_propagated", "sp_mlp_adam_propagated", "sp_mlp_sgd_output"}
 
 
 def test_transformer_sp_exponents_of_every_layer(quick_run):
@@ -75,7 +95,7 @@ def test_transformer_sp_exponents_of_every_layer(quick_run):
     mup = mup[mup.parametrization == "mup"]
     # zero readout: at step 1 only the readout has moved (no gradient reaches the body yet)
     still = set(mup[(mup.step == 1) & (mup.status == "still")].layer)
-    assert still == {"embedding", "attention", "mlp", "last hidden"}
+    assert still == {"embedding", "attention", "mlp", "last hidden", "propagated"}
     assert (mup[mup.step > 1].status == "moved").all()
 
 
@@ -145,8 +165,11 @@ def test_statistic_is_the_instruments_coordinate_change():
             features = capture_activations(net0, x, ["3"])["3"]
             with torch.no_grad():
                 got["readout step"] = float((net[4](features) - net0[4](features)).abs().mean())
+                # the rest of the output's change: the trained readout on the features' change
+                features_now = capture_activations(net, x, ["3"])["3"]
+                got["propagated"] = float((net[4](features_now) - net[4](features)).abs().mean())
             for layer, name in (("input layer", "0"), ("hidden layer", "2"), ("output", "4"),
-                                ("readout step", "readout step")):
+                                ("readout step", "readout step"), ("propagated", "propagated")):
                 expected = rows.loc[(parametrization, optimizer, layer), "mean_abs_delta"]
                 assert got[name] == pytest.approx(expected, rel=1e-4, abs=1e-9), (parametrization, optimizer, layer)
                 assert got[name] > 0

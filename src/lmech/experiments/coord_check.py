@@ -444,6 +444,9 @@ class CoordCheck(Experiment):
             for optimizer in OPTIMIZERS:
                 sel = table[(table.model == model) & (table.optimizer == optimizer)]
                 mup, sp = sel[sel.parametrization == "mup"], sel[sel.parametrization == "sp"]
+                # the criterion is per layer; the output's propagated part (a split of the output) is reported
+                split = mup[mup.layer == "propagated"]
+                mup = mup[mup.layer != "propagated"]
                 bad = mup[mup.status.isin(["diverged", "partly still"])]
                 moved = mup[mup.status == "moved"]
                 never = mup[(mup.step == config.steps) & (mup.status == "still")]
@@ -466,7 +469,9 @@ class CoordCheck(Experiment):
                     inconclusive=reason, lr=_lr(config, model, optimizer),
                     worst_layer=None if worst is None else f"{worst['layer']} (step {int(worst['step'])})",
                     slopes={f"{r.layer} t={r.step}": (r.slope if r.status == "moved" else r.status)
-                            for r in mup.itertuples()}))
+                            for r in mup.itertuples()},
+                    propagated_part_reported={f"t={r.step}": (r.slope if r.status == "moved" else r.status)
+                                              for r in split.itertuples()}))
                 verdicts += self._sp_verdicts(config, model, optimizer, sp[sp.step == 1])
         return verdicts
 
