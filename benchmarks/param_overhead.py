@@ -42,7 +42,6 @@ from lmech.models import TinyTransformer
 from lmech.models.init import standard_init_
 from lmech.param import parametrize
 
-
 OVERHEAD_NOTE = (
     "What the parametrized step adds: the readout's forward multiplier (a forward hook: since this "
     "version applied to the readout's 10 outputs, `ScaleLinearOutput`, instead of its 1024 input features), "
