@@ -43,6 +43,14 @@ spread over a Ray cluster; ``inline`` (default) computes them in this process. T
   batch 4, 150 steps, log2 η = −11…−2): ~35 s of one core; seed 0: ``mup_shift`` 0.64, ``sp_shift``
   4.12 (−4.8 → −8.9), ``mup_wider_better`` −0.031; seed 1: 0.38, 3.63 (−5.2 → −8.8), −0.008; seed 2: 0.53, 4.86
   (−4.3 → −9.2), −0.005 (at this size wider is barely better at the narrow network's rate: 0.1-1% from width 32 to 128).
+  A lean transformer for the quick law book was tried and does not hold: with 120 steps, 8-byte windows,
+  32 evaluation windows and log2 η = −10…−3 (13-16 s of one core at load 15-18, still over the 8 s of a
+  second quick entry), seeds 0 and 1 hold (``mup_shift`` 0.64, 0.67; ``sp_shift`` 4.38, 4.08;
+  ``mup_wider_better`` −0.006, −0.016) but seed 2 does not (``mup_shift`` 1.84, SP's widest optimum below
+  the grid); with 100 steps seed 0 already fails (``mup_shift`` 1.13); widths 16/64/256 (base 16, 100
+  steps) hold at seed 0 (0.52) but cost 28 s. At a few seconds of CPU the transformer's μP optimum is set
+  by too few steps of a network whose narrowest width (8: two heads of dimension 4) is far from the
+  limit, so the quick law book keeps the MLP alone and the transformer stays in the full one.
   Swapped counterexample: ``mup_shift`` 4.12, 3.63, 4.86; ``sp_shift`` −0.64, 0.38, 0.53;
   ``mup_wider_better`` 0.087, 0.069, 0.072.
 * counterexample (SP and μP swapped: each criterion judged on the other parametrization's measured
