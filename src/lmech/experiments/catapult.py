@@ -63,7 +63,6 @@ midpoint of its final bracket, known to within √(hi/lo) − 1.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -72,7 +71,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lmech.config import MAX_ELEMENTS, MAX_PARAMETERS, MAX_ROWS, MAX_STEPS, MAX_WIDTH, check_budget, mlp_parameters, spec
+from lmech.config import (
+    MAX_ELEMENTS,
+    MAX_PARAMETERS,
+    MAX_ROWS,
+    MAX_STEPS,
+    MAX_WIDTH,
+    check_budget,
+    mlp_parameters,
+    spec,
+)
 from lmech.data.synthetic import generator, sphere_regression
 from lmech.devices import resolve_device, resolve_dtype
 from lmech.errors import BadInput
