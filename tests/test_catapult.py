@@ -15,6 +15,7 @@ from lmech.errors import BadInput
 from lmech.experiments import get
 from lmech.experiments.catapult import (
     CatapultConfig,
+    _curvature_outcome,
     _gn_top,
     _init_seed,
     boundaries,
@@ -106,6 +107,19 @@ def test_brackets_and_boundaries():
     assert brackets(_points({1.0: "lazy", 3.0: "catapult", 3.5: "unsettled", 5.0: "diverged"}))["max"] is None
     # no lazy point: no lazy bracket
     assert brackets(_points({3.0: "catapult", 5.0: "diverged"}))["lazy"] is None
+
+
+def test_a_catapult_still_settling_onto_2_over_eta_is_inconclusive_never_a_pass():
+    def runs(*pairs):  # (ratio at mid-run, ratio at the end)
+        return pd.DataFrame({"width": 8, "lr_factor": range(len(pairs)), "curvature_ratio_mid": [p[0] for p in pairs],
+                             "curvature_ratio": [p[1] for p in pairs]})
+
+    assert _curvature_outcome(runs((0.9, 0.8), (0.5, 0.5))) == (0.8, None)
+    worst, reason = _curvature_outcome(runs((0.9, 0.8), (1.06, 1.013)))  # falling 0.047 > excess 0.013
+    assert worst == pytest.approx(1.013) and "still settling" in reason
+    assert _curvature_outcome(runs((1.02, 1.013), (0.5, 0.5)))[1] is None  # barely falling: violated
+    assert _curvature_outcome(runs((1.06, 1.013), (1.1, 1.2)))[1] is None  # one rising: violated
+    assert _curvature_outcome(runs())[1] == "no run was classified catapult"
 
 
 # -- λ0's normalization ----------------------------------------------------------------------------------
