@@ -77,11 +77,11 @@ the instrument (reading the data) does not see: the steps follow the optimizer's
   6-70 over the batch sizes; at the start it is 8-25 (it depends on the teacher's stiff components).
 * full config (batch sizes 1…256 by factors of 2): 11 s of one core; seed 0: ``hyperbola`` 0.060,
   ``b_crit`` 0.107 (B_crit 10.8 against B_noise 8.4 at B = 8, B_simple 14.2).
-* counterexamples, seed 0: ``fixed lr`` (2^0.75 for all): B = 1 and 4 diverge, ``hyperbola`` infinite
-  (2.8 s); ``noise gain 6`` (batch sizes 32…2048, log2 η = −4…1.5 by 0.5, 4 replicas):
-  ``hyperbola`` still holds (0.088: the hyperbola follows the optimizer's noise) with B_crit 546 against
-  the instrument's B_noise 21.3 on the data, ``b_crit`` 1.41 decades (8.8 s); ``narrow span``
-  (8…64): both inconclusive.
+* counterexamples at seeds 0, 1, 2: ``fixed lr`` (2^0.75 for all): B = 1 and 4 diverge, ``hyperbola``
+  infinite at every seed (2.8 s); ``noise gain 6`` (batch sizes 32…2048, log2 η = −4…1.5 by 0.5, 4
+  replicas): ``hyperbola`` still holds (0.088, 0.115, 0.103: the hyperbola follows the optimizer's noise)
+  while ``b_crit`` is 1.41, 1.57, 1.64 decades: B_crit 26×, 37×, 44× the instrument's B_noise on the
+  data, about the 36× the gain predicts (8.8 s); ``narrow span`` (8…64): both inconclusive.
 * a first version measured B_noise at the target step only, on each replica and averaged the ratios:
   the ratio's denominator nearly vanishes on replicas whose error sits in flat directions, and the
   value scattered 12-540 over batch sizes; the run average pooled as a ratio of averages is stable
@@ -419,8 +419,8 @@ class CriticalBatch(Experiment):
             Counterexample(
                 "noise gain 6", ("b_crit",),
                 why="the optimizer steps along G + 6(G_B − G): 36× the data's gradient noise, unseen by the "
-                    "instrument, which reads the data; B_crit follows the optimizer's noise (measured 26× the "
-                    "instrument's B_noise: more than a decade)",
+                    "instrument, which reads the data; B_crit follows the optimizer's noise (measured 26-44× the "
+                    "instrument's B_noise at seeds 0-2: more than a decade)",
                 config=CriticalBatchConfig(batch_sizes=(32, 128, 512, 2048), noise_gain=6.0, replicas=4,
                                            checkpoints=4, log2_lrs=tuple(-4.0 + 0.5 * k for k in range(12)))),
             Counterexample(
