@@ -36,7 +36,9 @@ the replicas' weights are kept at ``checkpoints`` steps evenly spaced from the s
 :math:`S(B)` is the fewest steps over the grid ``log2_lrs``. A single learning rate in ``log2_lrs``
 means a fixed learning rate for every batch size (not tuned). Each point is a run of this law, so with
 ``executor=local`` or ``ray`` the grid is a sweep (:mod:`lmech.experiments.point_sweep`: resumed
-after an interruption, spread over Ray).
+after an interruption, spread over Ray). The numbers are the same wherever the points run
+(``local``: a test, which also checks that a second measurement recomputes nothing; ``ray``: checked by
+hand on the smoke config with a local Ray of 2 workers, every series identical).
 
 **Verdicts** (batch sizes spanning at least 16×, else inconclusive):
 
