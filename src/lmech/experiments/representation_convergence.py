@@ -647,7 +647,7 @@ class RepresentationConvergence(Experiment):
         ax.set_xticks(pos)
         ax.set_xticklabels([m.replace("_", " ") + (" *" if m == judged else "") for m in METRICS], fontsize=8)
         ax.set(ylim=(0, 1.1), ylabel="layer-identification accuracy", title="is the most similar layer the same one?")
-        ax.legend(fontsize=6, frameon=False, loc="center right")
+        ax.legend(fontsize=6, frameon=False, loc="upper right")
         # seed vs seed: the (replicas·depth)² matrix of the judged CKA, within-replica blocks on the diagonal
         ax = axes[1]
         k, d = config.replicas, config.depth
