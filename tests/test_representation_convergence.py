@@ -139,6 +139,12 @@ def test_estimator_choice_and_what_is_compared():
     assert ConvergenceConfig(width=128).judged == "debiased_cka"  # 128 > 297/4
     assert ConvergenceConfig(width=256, estimator="biased").judged == "linear_cka"
     assert QUICK["cnn"].features == 16 * QUICK["cnn"].width
+    # the full book: the CNN judges debiased CKA (256 features, 797 digits), the transformer biased (64, 1024)
+    book = dict(get("representation-convergence").lawbook(quick=False))
+    assert list(book) == ["mlp", "cnn", "transformer"]
+    assert [c.judged for c in book.values()] == ["debiased_cka", "debiased_cka", "linear_cka"]
+    for c in book.values():
+        c.check()
     # a CNN layer: its activated feature maps pooled 2x2 to a 4x4 grid, flattened, centred
     config = ConvergenceConfig(architecture="cnn", replicas=2, depth=2, width=4)
     models = build_replicas(config)
