@@ -22,6 +22,7 @@ from lmech.experiments import eigenlearning_universality  # noqa: E402,F401  iso
 from lmech.experiments import lazy_rich  # noqa: E402,F401  isort: skip
 from lmech.experiments import scaling_exponents  # noqa: E402,F401  isort: skip
 from lmech.experiments import scaling_frontier  # noqa: E402,F401  isort: skip
+from lmech.experiments import scaling_digits  # noqa: E402,F401  isort: skip
 from lmech.experiments import coord_check  # noqa: E402,F401  isort: skip
 from lmech.experiments import mu_transfer  # noqa: E402,F401  isort: skip
 from lmech.experiments import depth_transfer  # noqa: E402,F401  isort: skip

@@ -56,8 +56,10 @@ Verdicts:
 
 The compute-optimal frontier of one-pass SGD, measured on an (N, t) grid, and the Chinchilla fit of that grid
 are the law ``scaling-frontier`` (:mod:`lmech.experiments.scaling_frontier`: judged within 5% in phase Ia;
-phases II and III are pre-asymptotic at CPU sizes, its docstring gives the numbers). Not done here: the
-digits kernel-regression learning curve. A first look at digits
+phases II and III are pre-asymptotic at CPU sizes, its docstring gives the numbers); the digits
+kernel-regression learning curve is the law ``scaling-digits`` (:mod:`lmech.experiments.scaling_digits`,
+error measured on the population whose spectrum is measured: within 15% of the eigenlearning curve's slope).
+Last session's first look at digits
 (all 1797, ReLU depth-2 NTK and NNGP, kernel spectrum and target tail fitted on 1000 images over modes 4-200,
 one-hot or parity target, ridgeless, n = 40-640, 6 splits): b ≈ 1.12 (NTK) / 1.34 (NNGP), a − 1 ≈ 0.65,
 predicted data exponent min(a − 1, 2b) ≈ 0.65 against a measured 0.48-0.51 whose local slope drifts from
