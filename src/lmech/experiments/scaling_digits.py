@@ -179,9 +179,9 @@ class ScalingDigits(Experiment):
                           "every n of the window (measured 7-11% off at seeds 0-4)")]
 
     def counterexamples(self) -> list[Counterexample]:
-        return [Counterexample("exponent steeper by 25%", ("data_exponent",), perturb=_steeper,
-                               why="every measured error multiplied by n^(−0.25·predicted): a learning curve 25% "
-                                   "steeper than the spectrum allows must be caught (15% tolerance)")]
+        return [Counterexample("exponent shallower by 20%", ("data_exponent",), perturb=_shallower,
+                               why="every measured error multiplied by n^(0.2·predicted): a learning curve as flat as "
+                                   "last session's held-out measurement (0.48-0.51) must be caught (15% tolerance)")]
 
     def predict(self, config: ScalingDigitsConfig) -> Result:
         return predict_digits(config)
@@ -232,10 +232,10 @@ class ScalingDigits(Experiment):
         return [P.save(fig, outdir / "scaling-digits.png")]
 
 
-def _steeper(config, prediction, measurement):
+def _shallower(config, prediction, measurement):
     pred = float(prediction.summary["predicted_exponent"])
     runs = measurement.series["runs"].copy()
-    runs["test_mse"] = runs["test_mse"] * runs["n"].astype(float) ** (-0.25 * pred)
+    runs["test_mse"] = runs["test_mse"] * runs["n"].astype(float) ** (0.2 * pred)
     mean = runs.groupby("n", as_index=False)["test_mse"].mean()
     fit = log_log_fit(mean["n"].to_numpy(float), mean["test_mse"].to_numpy())
     summary = {"measured_exponent": -fit.slope, "low": -fit.slope_interval[1], "high": -fit.slope_interval[0]}
