@@ -67,8 +67,10 @@ TOLERANCE = 0.15
 class ScalingDigitsConfig(RunConfig):
     kernel: str = spec("ntk", "the analytic kernel of a ReLU MLP: ntk or nngp", choices=("ntk", "nngp"))
     depth: int = spec(2, "hidden layers of the MLP whose kernel is used", min=1, max=8)
+    population: int = spec(1797, "the first digits that form the population (all 1,797 in the law book)", min=20,
+                           max=1797)
     sample_sizes: tuple[int, ...] = spec((40, 50, 63, 80, 101, 127, 160, 202, 254, 320, 403, 508, 640),
-                                         "training-set sizes n (increasing, a decade or more, below the 1,797 "
+                                         "training-set sizes n (increasing, a decade or more, below the population "
                                          "digits)", min=2, max=1796, max_items=64)
     splits: int = spec(6, "random training sets per n", min=1, max=256)
     spectrum_modes: tuple[int, int] = spec((4, 200), "modes over which b and a − 1 of the power-law summary are "
@@ -81,17 +83,19 @@ class ScalingDigitsConfig(RunConfig):
             raise BadInput("sample_sizes", ns, "at least 3 distinct increasing sizes")
         if ns[-1] / ns[0] < 10:
             raise BadInput("sample_sizes", ns, "sizes spanning a decade or more (the issue's window)")
+        if ns[-1] >= self.population:
+            raise BadInput("sample_sizes", ns, f"sizes below the population of {self.population} digits")
         lo_hi = self.spectrum_modes
         if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1]:
             raise BadInput("spectrum_modes", lo_hi, "two mode indices, first < last")
 
 
 def kernel_matrix(cfg: ScalingDigitsConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(K, Y): the kernel on all 1,797 standardized digits and their one-hot labels."""
-    from lmech.data.digits import N_DIGITS, digits
+    """(K, Y): the kernel on the population's standardized digits and their one-hot labels."""
+    from lmech.data.digits import digits
     from lmech.theory.kernels import mlp_kernels
 
-    x, y = digits(N_DIGITS)
+    x, y = digits(cfg.population)
     nngp, ntk = mlp_kernels(x, None, depth=cfg.depth, activation="relu", weight_std=math.sqrt(2), bias_std=None)
     return (ntk if cfg.kernel == "ntk" else nngp).numpy(), y.numpy()
 
@@ -109,7 +113,7 @@ def predict_digits(cfg: ScalingDigitsConfig) -> Result:
     power = ((phi.T @ Y / len(K)) ** 2).sum(1)
     lam = np.clip(lam, 1e-300, None)
     ns = np.asarray(cfg.sample_sizes, float)
-    wide = np.unique(np.round(np.geomspace(10, 1500, 40)))
+    wide = np.unique(np.round(np.geomspace(10, 0.85 * cfg.population, 40)))
     curve = learning_curve(lam, power, wide)["test_mse"]
     at = learning_curve(lam, power, ns)["test_mse"]
     k = np.arange(1, len(lam) + 1)
@@ -167,7 +171,7 @@ class ScalingDigits(Experiment):
         return ScalingDigitsConfig()
 
     def smoke_config(self) -> ScalingDigitsConfig:
-        return ScalingDigitsConfig(sample_sizes=(20, 60, 200), splits=1)
+        return ScalingDigitsConfig(population=300, sample_sizes=(10, 30, 100), splits=1)
 
     def lawbook(self, quick: bool = True) -> list[tuple[str, ScalingDigitsConfig]]:
         return [("ntk", self.quick_config() if quick else self.default_config())]
