@@ -70,8 +70,8 @@ class ScalingDigitsConfig(RunConfig):
     population: int = spec(1797, "the first digits that form the population (all 1,797 in the law book)", min=20,
                            max=1797)
     sample_sizes: tuple[int, ...] = spec((40, 50, 63, 80, 101, 127, 160, 202, 254, 320, 403, 508, 640),
-                                         "training-set sizes n (increasing, a decade or more, below the population "
-                                         "digits)", min=2, max=1796, max_items=64)
+                                         "training-set sizes n (increasing, a decade or more, below the "
+                                         "population)", min=2, max=1796, max_items=64)
     splits: int = spec(6, "random training sets per n", min=1, max=256)
     spectrum_modes: tuple[int, int] = spec((4, 200), "modes over which b and a − 1 of the power-law summary are "
                                            "fitted", min=1, max=1797, max_items=2)
