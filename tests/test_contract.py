@@ -88,6 +88,8 @@ def test_verdicts_well_formed(law):
     assert verdicts
     keys = [v.key for v in verdicts]
     assert len(set(keys)) == len(keys), f"{exp.name}: two criteria share a key"
+    declared = [c.key for c in exp.criteria()]  # what `lmech list NAME` shows before anything runs
+    assert not declared or sorted(declared) == sorted(keys), f"{exp.name}: declares {declared}, judges {keys}"
     for v in verdicts:
         d = v.to_dict()
         assert VERDICT_FIELDS <= set(d)

@@ -45,11 +45,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lmech.config import MAX_ELEMENTS, MAX_PARAMETERS, MAX_ROWS, MAX_STEPS, MAX_WIDTH, check_budget, mlp_parameters, spec
+from lmech.config import (
+    MAX_ELEMENTS,
+    MAX_PARAMETERS,
+    MAX_ROWS,
+    MAX_STEPS,
+    MAX_WIDTH,
+    check_budget,
+    mlp_parameters,
+    spec,
+)
 from lmech.data.digits import digits
 from lmech.devices import resolve_device, resolve_dtype
 from lmech.errors import BadInput
-from lmech.experiments.base import Counterexample, Experiment, NullProgress, Progress, Result, RunConfig
+from lmech.experiments.base import Counterexample, Criterion, Experiment, NullProgress, Progress, Result, RunConfig
 from lmech.experiments.edge_of_stability import _trend, gd_threshold, half_mse
 from lmech.experiments.registry import register
 from lmech.instruments.sharpness import SharpnessTracker
@@ -64,6 +73,15 @@ MIN_POST_ONSET = 5
 ONSET_RUN = 2
 #: Columns of the measurement series.
 RUN_KEYS = ("lr", "batch_size")
+# What each criterion measures and why its tolerance is what it is (criteria() and verdict()).
+Q_SHARPENING = "min over runs of max_t BS/(2/η) (the batch sharpness reaches the edge)"
+WHY_SHARPENING = "the onset is the batch sharpness reaching 0.9 × 2/η, the lower edge of the band judged at the edge"
+Q_RATIO = "median over post-onset measurements of BS/(2/η), the run farthest from 1"
+WHY_RATIO = ("the issue's band [0.9, 1.1] × 2/η (Andreyev & Beneventano Fig. 1: the batch sharpness hovers at "
+             "2/η); the Monte Carlo error of one estimate is reported (bs_relative_se_median)")
+Q_LAMBDA = "max over runs and post-onset measurements of λ_max/(2/η)"
+WHY_LAMBDA = ("the law: λ_max stays below 2/η while the batch sharpness is at it (under GD, Cohen et al.'s edge, "
+              "it reaches and exceeds 2/η); every post-onset measurement must be below")
 
 
 @dataclass(frozen=True)
@@ -480,6 +498,12 @@ class EdgeOfStochasticStability(Experiment):
     def default_config(self) -> EdgeOfStochasticStabilityConfig:
         return EdgeOfStochasticStabilityConfig()
 
+    def criteria(self) -> list[Criterion]:
+        """Declared for `lmech list`; the onset threshold is the config's ``onset_fraction`` (0.9 by default)."""
+        return [Criterion("batch_sharpening", Q_SHARPENING, (0.9, math.inf), WHY_SHARPENING),
+                Criterion("batch_edge_ratio", Q_RATIO, EDGE_BAND, WHY_RATIO),
+                Criterion("lambda_below_edge", Q_LAMBDA, 1.0 - 1e-9, WHY_LAMBDA)]
+
     def counterexamples(self) -> list[Counterexample]:
         quick = self.quick_config()
         frac = quick.onset_fraction
@@ -557,25 +581,18 @@ class EdgeOfStochasticStability(Experiment):
         if not why_ratio and (len(config.lrs) < 2 or len(config.batch_sizes) < 2) and config.batch_sizes != (config.n_samples,):
             why_ratio = f"the law is judged on at least 2 step sizes and 2 batch sizes ({grid} given)"
         return [
-            self.make_verdict("batch_sharpening", "min over runs of max_t BS/(2/η) (the batch sharpness reaches the "
-                              "edge)", config.onset_fraction, [r.peak for r in runs], agreement,
+            self.make_verdict("batch_sharpening", Q_SHARPENING, config.onset_fraction, [r.peak for r in runs], agreement,
                               (config.onset_fraction, math.inf), inconclusive=sharpening_why,
-                              why="the onset is the batch sharpness reaching 0.9 × 2/η, the lower edge of the band "
-                                  "judged at the edge",
+                              why=WHY_SHARPENING,
                               per_run={k: r.peak for k, r in per.items()},
                               onset_step={k: r.onset_step for k, r in per.items()}),
-            self.make_verdict("batch_edge_ratio", "median over post-onset measurements of BS/(2/η), the run farthest "
-                              "from 1", 1.0, [r.bs_median for r in runs], ratio, EDGE_BAND, inconclusive=why_ratio,
-                              why="the issue's band [0.9, 1.1] × 2/η (Andreyev & Beneventano Fig. 1: the batch "
-                                  "sharpness hovers at 2/η); the Monte Carlo error of one estimate is reported "
-                                  "(bs_relative_se_median)",
+            self.make_verdict("batch_edge_ratio", Q_RATIO, 1.0, [r.bs_median for r in runs], ratio, EDGE_BAND, inconclusive=why_ratio,
+                              why=WHY_RATIO,
                               per_run={k: r.bs_median for k, r in per.items()},
                               post_onset_measurements={k: r.post_onset for k, r in per.items()}),
-            self.make_verdict("lambda_below_edge", "max over runs and post-onset measurements of λ_max/(2/η)", "< 1",
+            self.make_verdict("lambda_below_edge", Q_LAMBDA, "< 1",
                               [r.lambda_max for r in runs], lam, 1.0 - 1e-9, inconclusive=why_lam,
-                              why="the law: λ_max stays below 2/η while the batch sharpness is at it (under GD, "
-                                  "Cohen et al.'s edge, it reaches and exceeds 2/η); every post-onset measurement "
-                                  "must be below",
+                              why=WHY_LAMBDA,
                               per_run={k: r.lambda_max for k, r in per.items()},
                               median_per_run={k: r.lambda_median for k, r in per.items()}),
         ]
