@@ -117,7 +117,7 @@ def _dense_reference(model, loss_fn, x, y):
 
     v0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
     h = hessian(lambda v: loss_at(v, x, y), v0)
-    g = torch.stack([jacobian(lambda v: loss_at(v, x[i : i + 1], y[i : i + 1]), v0) for i in range(len(x))])
+    g = torch.stack([jacobian(lambda v, i=i: loss_at(v, x[i : i + 1], y[i : i + 1]), v0) for i in range(len(x))])
     mean = g.mean(0)
     sigma = (g - mean).T @ (g - mean) / len(x)
     return float(torch.trace(h @ sigma) / (mean @ h @ mean)), float(torch.trace(sigma) / (mean @ mean))
