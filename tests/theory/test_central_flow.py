@@ -221,3 +221,40 @@ def test_central_flow_bad_input():
         central_flow(model, half_mse, x, y, 0.1, 10, critical_fraction=1.5)
     with pytest.raises(BadInput, match="steps"):
         central_flow(model, half_mse, x, y, 0.1, 0)
+
+
+def test_two_critical_directions_against_the_dense_hessian():
+    """Several critical directions, against finite differences of the dense Hessian: along the flow's velocity v
+    the critical block moves as d/ds UᵀH(w + sv)U (central differences of dense Hessians, U held), and the
+    linearized block after a substep, UᵀHU + dt·d/ds UᵀHU, satisfies the SDCP's conditions with the flow's X:
+    2/η − block ⪰ 0 and ⟨X, 2/η − block⟩ = 0 (X ⪰ 0 by construction). Exercised with Σ of rank 2 (both
+    directions oscillate) and of rank 1 with two critical eigenvalues (the barrier path of the solver)."""
+    for seed, c, rank in ((5, 0.8, 2), (1, 0.97, 1)):
+        model, x, y = tiny_problem(seed=seed, width=8)
+        H = HessianOperator(model, half_mse, x, y).to_dense()
+        evals, evecs = torch.linalg.eigh(H)
+        U = evecs[:, -2:].flip(1)
+        lr = 2.0 / (c * float(evals[-2]))  # both top eigenvalues above 2/η: two critical directions
+        dt = 0.25
+        v = central_flow_velocity(model, half_mse, x, y, lr, U, dt=dt)
+        sigma = np.linalg.eigvalsh(v.X)
+        assert np.sum(sigma > 1e-6 * sigma.max()) == rank, sigma
+        params = list(model.parameters())
+        w0 = torch.nn.utils.parameters_to_vector(params).detach().clone()
+        h = 1e-4 / float(v.velocity.norm())
+
+        def block_at(s):
+            with torch.no_grad():
+                torch.nn.utils.vector_to_parameters(w0 + s * v.velocity, params)
+            return (U.T @ HessianOperator(model, half_mse, x, y).to_dense() @ U).numpy()
+
+        moved = (block_at(h) - block_at(-h)) / (2 * h)
+        block_at(0.0)
+        gap = 2.0 / lr * np.eye(2) - ((U.T @ H @ U).numpy() + dt * moved)
+        gap = 0.5 * (gap + gap.T)
+        scale = float(evals[-1])
+        # central differences: relative error ~h² ≈ 1e-8 of the block's motion; 1e-6 of the sharpness
+        assert np.linalg.eigvalsh(gap).min() >= -1e-6 * scale, gap
+        assert abs(float(np.sum(v.X * gap))) <= 1e-6 * scale * np.linalg.norm(v.X), gap
+        if rank == 2:  # both directions sit at the edge after the substep
+            assert np.abs(gap).max() <= 1e-6 * scale, gap

@@ -126,8 +126,10 @@ class CentralFlowConfig(RunConfig):
                           max=100)
     lanczos_tol: float = spec(1e-3, "relative accuracy of the eigenvalues (the flow recomputes the Hessian's block "
                               "on its critical space exactly at every velocity)", min=1e-10, max=0.1)
-    sharpness_every: int = spec(10, "steps between sharpness measurements of GD and of gradient flow", min=1,
+    sharpness_every: int = spec(10, "steps between GD's sharpness measurements until its onset at 2/η", min=1,
                               max=1000)
+    sharpness_every_after: int = spec(40, "steps between GD's sharpness measurements after its onset, and gradient "
+                                      "flow's (drawn in the figure; no criterion reads them)", min=1, max=1000)
     window: int = spec(100, "the fewest steps judged after onset + settle (the judged window runs from there to the "
                        "end: the longest average of the oscillation's envelope cycles the run affords)", min=2,
                        max=20000)
@@ -170,22 +172,22 @@ def _flow_frame(sol, prefix: str) -> pd.DataFrame:
 
 def _gradient_flow(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: CentralFlowConfig, cf,
                    start: int):
-    """Gradient flow at steps 0..steps, with its sharpness every ``sharpness_every`` steps: the integrator of the
+    """Gradient flow at steps 0..steps, with its sharpness every ``sharpness_every_after`` steps: the integrator of the
     central flow with Σ = 0 (:func:`~lmech.theory.central_flow.central_flow`, ``flow="gradient"``, Heun with
     ``gf_substeps`` substeps per step: stable while its sharpness stays below gf_substeps · 2/η, which the
     sharpness criterion's counterexample checks). Up to ``start`` (the central flow's first critical eigenvalue) the central flow *is* gradient
     flow and its states are reused; without a central flow (``cf`` None) it runs from the initialization."""
     if cf is not None and start >= cfg.steps:  # never critical: the central flow is gradient flow throughout
-        lam = np.where(np.arange(len(cf.losses)) % cfg.sharpness_every == 0, cf.eigenvalues[:, 0], np.nan)
+        lam = np.where(np.arange(len(cf.losses)) % cfg.sharpness_every_after == 0, cf.eigenvalues[:, 0], np.nan)
         return cf.params, cf.losses, lam, None, 0
     net = copy.deepcopy(model)
     if cf is not None:
         with torch.no_grad():
             torch.nn.utils.vector_to_parameters(torch.from_numpy(cf.params[start]), net.parameters())
     sol = central_flow(net, half_mse, x, y, cfg.lr, cfg.steps - start, substeps=cfg.gf_substeps, flow="gradient",
-                       top_k=1, eig_every=cfg.sharpness_every * cfg.gf_substeps, lanczos_tol=cfg.lanczos_tol,
+                       top_k=1, eig_every=cfg.sharpness_every_after * cfg.gf_substeps, lanczos_tol=cfg.lanczos_tol,
                        keep_directions=cf is None, seed=cfg.seed)
-    lam = np.where(np.arange(len(sol.losses)) % cfg.sharpness_every == 0, sol.eigenvalues[:, 0], np.nan)
+    lam = np.where(np.arange(len(sol.losses)) % cfg.sharpness_every_after == 0, sol.eigenvalues[:, 0], np.nan)
     if cf is None:
         return sol.params, sol.losses, lam, sol.directions, sol.gradient_evaluations
     head = slice(0, start)
@@ -307,7 +309,7 @@ class CentralFlow(Experiment):
         opt = torch.optim.SGD(model.parameters(), lr=config.lr)
         # GD's top eigenvalue (the onset; more than one converge slowly in a cluster and cost 3x the run)
         tracker = SharpnessTracker(1, tol=config.lanczos_tol, max_iter=200, seed=config.seed)
-        weights, losses, records, diverged = [], [], [], None
+        weights, losses, records, diverged, onset = [], [], [], None, None
         for step in range(config.steps + 1):
             weights.append(torch.nn.utils.parameters_to_vector(model.parameters()).detach().double().numpy().copy())
             opt.zero_grad(set_to_none=True)
@@ -316,8 +318,10 @@ class CentralFlow(Experiment):
             if not math.isfinite(losses[-1]):
                 diverged = step
                 break
-            if step % config.sharpness_every == 0:
+            if step % (config.sharpness_every if onset is None else config.sharpness_every_after) == 0:
                 records.append({"step": step, **tracker.measure(model, half_mse, x, y, lr=config.lr)})
+                if onset is None and records[-1]["lambda_1"] >= gd_threshold(config.lr):
+                    onset = step
             if step == config.steps:
                 break
             loss.backward()
@@ -379,7 +383,7 @@ class CentralFlow(Experiment):
             osc = np.where(win["sigma2"] > 0, np.abs(win["variance"] / win["sigma2"] - 1), np.inf)
         lam_all = cf["lambda_1"].to_numpy()[:j["n"]] * config.lr / 2
         lam = lam_all[after]
-        lam = lam[np.isfinite(lam)]  # gradient flow offered as the flow: measured every sharpness_every steps
+        lam = lam[np.isfinite(lam)]  # gradient flow offered as the flow: measured every sharpness_every_after steps
         sharp_dev = float(np.max(np.abs(lam - 1)))
         entry = lam_all[onset:][np.isfinite(lam_all[onset:])]
         entry_dev = float(np.max(np.abs(entry - 1)))  # includes the flow's entry to the edge
