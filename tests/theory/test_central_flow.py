@@ -223,6 +223,18 @@ def test_central_flow_bad_input():
         central_flow(model, half_mse, x, y, 0.1, 0)
 
 
+def block_along(model, x, y, U, direction, s):
+    """UᵀH(w + s·direction)U from the dense Hessian; the model's parameters are restored."""
+    params = list(model.parameters())
+    w0 = torch.nn.utils.parameters_to_vector(params).detach().clone()
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(w0 + s * direction, params)
+    block = (U.T @ HessianOperator(model, half_mse, x, y).to_dense() @ U).numpy()
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(w0, params)
+    return block
+
+
 def test_two_critical_directions_against_the_dense_hessian():
     """Several critical directions, against finite differences of the dense Hessian: along the flow's velocity v
     the critical block moves as d/ds UᵀH(w + sv)U (central differences of dense Hessians, U held), and the
@@ -239,17 +251,8 @@ def test_two_critical_directions_against_the_dense_hessian():
         v = central_flow_velocity(model, half_mse, x, y, lr, U, dt=dt)
         sigma = np.linalg.eigvalsh(v.X)
         assert np.sum(sigma > 1e-6 * sigma.max()) == rank, sigma
-        params = list(model.parameters())
-        w0 = torch.nn.utils.parameters_to_vector(params).detach().clone()
         h = 1e-4 / float(v.velocity.norm())
-
-        def block_at(s):
-            with torch.no_grad():
-                torch.nn.utils.vector_to_parameters(w0 + s * v.velocity, params)
-            return (U.T @ HessianOperator(model, half_mse, x, y).to_dense() @ U).numpy()
-
-        moved = (block_at(h) - block_at(-h)) / (2 * h)
-        block_at(0.0)
+        moved = (block_along(model, x, y, U, v.velocity, h) - block_along(model, x, y, U, v.velocity, -h)) / (2 * h)
         gap = 2.0 / lr * np.eye(2) - ((U.T @ H @ U).numpy() + dt * moved)
         gap = 0.5 * (gap + gap.T)
         scale = float(evals[-1])
