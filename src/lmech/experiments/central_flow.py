@@ -45,11 +45,12 @@ critical direction), measured at seeds 0, 1, 2 (onset at steps 90, 120, 140): tr
 0.111 (≤ 0.3); loss 0.002, 0.022, 0.059 (≤ 0.10); gradient flow's loss error 500-6700x the central flow's;
 oscillation 0.002, 0.030, 0.064 (≤ 0.20); sharpness < 1e-5 (≤ 0.01). Shorter runs do not meet the
 issue's floors: at 450 steps (the previous quick entry) the window holds one envelope period and the loss
-is off by 5-16% (seeds 1 and 2 beyond 10%). Cost: 17-18 s CPU per seed (one thread, measured at load 15
-on 2 cores; ~15 s on an idle core, from 11 s measured idle for 450 steps), over the 12 s CI goal, for the central flow needs, per step after its onset, two velocity evaluations
-(Heun), each a gradient, a Hessian-vector product and a third-derivative pass (~8 ms together for this
-MLP: autograd's overhead, not arithmetic), plus gradient flow's four gradients (two Heun substeps: its
-sharpness exceeds 2/η) and a Lanczos refresh every ``eig_every`` steps.
+is off by 5-16% (seeds 1 and 2 beyond 10%). Cost: 11.5 s CPU per seed in a warm process (one thread,
+load 3; torch's one-time lazy imports, ~2 s, come on top in a fresh one; 17-18 s measured at load 15):
+per step after its onset the central flow needs two velocity evaluations (Heun), each a gradient, a
+Hessian-vector product and a third-derivative pass (~5-8 ms together for this MLP: autograd's overhead,
+not arithmetic), gradient flow four gradients (two Heun substeps: its sharpness exceeds 2/η), plus a
+Lanczos refresh every ``eig_every`` steps.
 
 Full law book: ``digits`` (edge-of-stability's digits, 300 examples, 64-32-32-10 tanh MLP, η = 0.6): two
 to four eigenvalues at the edge from step ~150 on, Σ of rank 2 from step 150 to 300 (the several-direction
