@@ -60,7 +60,9 @@ spread over a Ray cluster; ``inline`` (default) computes them in this process. T
 * default config (MLP, widths 16…1024, log2 η = −12…−1, 100 steps): 91 s of one core; seed 0:
   ``mup_shift`` 0.28, ``sp_shift`` 4.72 (SP's optimum −5.9, −7.2, −8.8, −10.6: a slope near the
   asymptotic −1 per doubling once wide), ``mup_wider_better`` −0.007 (at log2 η = −6 width 1024 trains 0.7%
-  below width 256: the gain from width has nearly run out at 100 steps). With 200 steps (losses near 0.03, close to
+  below width 256: the gain from width has nearly run out at 100 steps); seeds 1 and 2 (82-84 s each):
+  ``mup_shift`` 0.38, 0.33, ``sp_shift`` 2.77, 3.73, ``mup_wider_better`` −0.017, −0.056: the default holds
+  at seeds 0, 1, 2. With 200 steps (losses near 0.03, close to
   memorizing the 1797 digits) the same check came out violated at seed 0 (width 1024 8% above 256 at
   the narrow network's rate): whether that is noise of so small a loss or a real limit of "wider is
   better" here is not settled.
