@@ -66,8 +66,9 @@ spread over a Ray cluster; ``inline`` (default) computes them in this process. T
   memorizing the 1797 digits; 162 s of one core) the check comes out violated at seed 0: at log2 η = −7
   the tail-averaged minibatch loss of width 1024 is 8.3% above width 256's (0.0329 against 0.0304), while
   the loss on all 1797 digits after the last step (``final_loss``) is 0.3% below it (0.03444 against
-  0.03456; 16: 0.0777, 64: 0.0356). So at 200 steps the gain from width has run out and the 8% is the
-  fluctuation of the last quarter's minibatch losses at a fixed rate, not a loss that rises with width.
+  0.03456; 16: 0.0777, 64: 0.0356). So at 200 steps the gain from width has run out and the 8% comes from the
+  last quarter's minibatch losses (their fluctuation at a fixed rate; one seed, measured), not from a loss that
+  rises with width.
   The default stays at 100 steps, where the gain is still resolved (seeds 0, 1, 2 above).
 """
 
