@@ -161,3 +161,22 @@ def quick_run(tmp_path_factory):
         return computed(tmp_path_factory, f"entry|{name}|{label}|{config.seed}", work)
 
     return run
+
+
+@pytest.fixture
+def no_recompute(monkeypatch):
+    """``no_recompute()``: from now on a sweep executor that fails the test if it is given any point to compute
+    (a measurement rerun against the same store must find every point there)."""
+
+    class NoWork:
+        def run(self, tasks):
+            tasks = list(tasks)
+            assert not tasks, f"recomputed {len(tasks)} points"
+            return iter(())
+
+    def install() -> None:
+        import lmech.sweeps
+
+        monkeypatch.setattr(lmech.sweeps, "make_executor", lambda *args, **kwargs: NoWork())
+
+    return install

@@ -170,7 +170,7 @@ def test_quick_mlp_entry_reports_eta_max_and_records_diverged_points(quick_run):
     assert pts["round"].max() >= 1
 
 
-def test_the_local_executor_gives_the_inline_points_and_resumes(tmp_path, monkeypatch):
+def test_the_local_executor_gives_the_inline_points_and_resumes(tmp_path, no_recompute):
     exp = get("catapult")
     small = CatapultConfig(model="uv", widths=(64, 128), lr_factors=(1.4, 2.8, 5.6), refine=2, steps=120)
     inline = exp.measure(small)
@@ -181,14 +181,6 @@ def test_the_local_executor_gives_the_inline_points_and_resumes(tmp_path, monkey
         b = swept.series[name].sort_values(["width", "lr_factor"] + (["step"] if name != "points" else []))
         pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_dtype=False)
 
-    class NoWork:  # a second measurement finds every point in the store: nothing is computed again
-        def run(self, tasks):
-            tasks = list(tasks)
-            assert not tasks, f"recomputed {len(tasks)} points"
-            return iter(())
-
-    import lmech.sweeps
-
-    monkeypatch.setattr(lmech.sweeps, "make_executor", lambda *args, **kwargs: NoWork())
+    no_recompute()  # a second measurement finds every point in the store: nothing is computed again
     again = exp.measure(config)
     pd.testing.assert_frame_equal(again.series["points"], swept.series["points"])

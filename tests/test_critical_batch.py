@@ -70,7 +70,7 @@ def test_config_rules():
         CriticalBatchConfig(batch_sizes=(4, 2, 8)).check()
 
 
-def test_the_local_executor_gives_the_inline_points_and_resumes(tmp_path, monkeypatch):
+def test_the_local_executor_gives_the_inline_points_and_resumes(tmp_path, no_recompute):
     exp = get("critical-batch")
     smoke = exp.smoke_config()
     inline = exp.measure(smoke)
@@ -79,15 +79,7 @@ def test_the_local_executor_gives_the_inline_points_and_resumes(tmp_path, monkey
     for name in ("runs", "tuned", "weights"):
         pd.testing.assert_frame_equal(swept.series[name], inline.series[name], check_dtype=False)
 
-    class NoWork:  # a second measurement finds every point in the store: nothing is computed again
-        def run(self, tasks):
-            tasks = list(tasks)
-            assert not tasks, f"recomputed {len(tasks)} points"
-            return iter(())
-
-    import lmech.sweeps
-
-    monkeypatch.setattr(lmech.sweeps, "make_executor", lambda *args, **kwargs: NoWork())
+    no_recompute()  # a second measurement finds every point in the store: nothing is computed again
     again = exp.measure(config)
     pd.testing.assert_frame_equal(again.series["runs"], swept.series["runs"])
 

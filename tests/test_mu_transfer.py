@@ -63,22 +63,14 @@ def test_a_curve_is_the_loss_of_torch_optim_adam_at_each_rate():
         assert loss == pytest.approx(np.mean(losses[-config.steps // 4:]), rel=1e-5)
 
 
-def test_the_local_executor_gives_the_inline_curves_and_resumes(tmp_path, monkeypatch):
+def test_the_local_executor_gives_the_inline_curves_and_resumes(tmp_path, no_recompute):
     exp = get("mu-transfer")
     inline = exp.measure(_smoke())
     config = _smoke(executor="local", workers=1, store=str(tmp_path / "lab"))
     swept = exp.measure(config)
     pd.testing.assert_frame_equal(swept.series["curves"], inline.series["curves"], check_dtype=False)
 
-    class NoWork:  # a second measurement finds every point in the store: nothing is computed again
-        def run(self, tasks):
-            tasks = list(tasks)
-            assert not tasks, f"recomputed {len(tasks)} points"
-            return iter(())
-
-    import lmech.sweeps
-
-    monkeypatch.setattr(lmech.sweeps, "make_executor", lambda *args, **kwargs: NoWork())
+    no_recompute()  # a second measurement finds every point in the store: nothing is computed again
     again = exp.measure(config)
     pd.testing.assert_frame_equal(again.series["curves"], swept.series["curves"])
 
