@@ -128,7 +128,8 @@ def _accuracy(model, x, y) -> float | None:
 
 
 def _fit(text: str) -> None:
-    out.print(textwrap.fill(text, width=80, break_on_hyphens=False), markup=False)
+    # a path longer than the line keeps a line of its own, whole (never cut in the middle)
+    out.print(textwrap.fill(text, width=80, break_on_hyphens=False, break_long_words=False), markup=False)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -235,7 +236,7 @@ def _print_text(args, name_a, name_b, n, metric, reason, matrix, rows, cols, acc
     elif not figure:
         _fit("The whole matrix is wider than 80 columns: --json prints it, --out draws it.")
     if figure:
-        out.print(f"figure: {figure}", markup=False)
+        _fit(f"figure: {figure}")
 
 
 def _draw(matrix, metric: str, args, name_a, name_b, higher_is_better: bool) -> Path:
