@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_configure(config):
-    """Every test process computes on one torch thread: the suite runs as 2 pytest-xdist processes on the
-    2-core CI machine, and the small models here are fastest that way (two threads per process
+    """Every test process computes on one torch thread: the suite runs as 3 pytest-xdist processes on the
+    2-core CI machine (`make test`), and the small models here are fastest that way (two threads per process
     oversubscribe the cores, 5-20x slower under load). Laws pin their own count while they run. NumPy's
     BLAS likewise (threadpoolctl, from scikit-learn): a multi-threaded BLAS makes the small products here up
     to 50x slower when both processes compute."""
@@ -24,6 +24,19 @@ def pytest_configure(config):
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # subprocesses (the CLI tests) start that way too
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     config._lmech_blas_limit = threadpool_limits(limits=1, user_api="blas")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The contract's tests of one law form one pytest-xdist group (``--dist loadgroup``, `make test`): one
+    process computes that law's quick runs at seeds 0-2 and judges them, instead of one process waiting on a
+    lock while the other computes the run both need (measured: the two processes were a quarter idle)."""
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        if spec is None or not item.nodeid.startswith("tests/test_contract.py"):
+            continue
+        law = next((spec.params[k] for k in ("name", "law", "smoke") if isinstance(spec.params.get(k), str)), None)
+        if law is not None:
+            item.add_marker(pytest.mark.xdist_group(law))
 
 
 @pytest.fixture
