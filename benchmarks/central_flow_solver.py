@@ -37,17 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import machine, record  # noqa: E402
-from lmech.theory.central_flow import sdcp_residuals, solve_sdcp  # noqa: E402
-
-
-def svec_basis(k: int) -> np.ndarray:
-    out = []
-    for i in range(k):
-        for j in range(i, k):
-            e = np.zeros((k, k))
-            e[i, j] = e[j, i] = 1.0 if i == j else 1 / np.sqrt(2)
-            out.append(e)
-    return np.array(out)
+from lmech.theory.central_flow import sdcp_residuals, solve_sdcp, svec_basis  # noqa: E402
 
 
 def random_instance(rng: np.random.Generator, k: int) -> tuple[np.ndarray, np.ndarray]:

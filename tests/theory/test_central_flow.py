@@ -26,6 +26,7 @@ from lmech.theory.central_flow import (
     sdcp_residuals,
     sigma_squared,
     solve_sdcp,
+    svec_basis,
 )
 from lmech.theory.gradient_flow import gradient_flow
 
@@ -34,14 +35,6 @@ def half_mse(output, target):
     return 0.5 * (output - target).pow(2).sum(dim=1).mean()
 
 
-def svec_basis(k):
-    out = []
-    for i in range(k):
-        for j in range(i, k):
-            e = np.zeros((k, k))
-            e[i, j] = e[j, i] = 1.0 if i == j else 1 / np.sqrt(2)
-            out.append(e)
-    return np.array(out)
 
 
 def random_instance(rng, k, rank_b=None):

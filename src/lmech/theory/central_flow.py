@@ -72,6 +72,7 @@ __all__ = [
     "solve_sdcp",
     "sdcp_residuals",
     "sigma_squared",
+    "svec_basis",
     "FlowVelocity",
     "central_flow_velocity",
     "CentralFlowSolution",
@@ -84,7 +85,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 
-def _svec_basis(k: int) -> np.ndarray:
+def svec_basis(k: int) -> np.ndarray:
     """An orthonormal basis of the symmetric k×k matrices (Frobenius product), ``(m, k, k)``, m = k(k+1)/2."""
     basis = []
     for i in range(k):
@@ -176,7 +177,7 @@ def solve_sdcp(A: np.ndarray, B: np.ndarray, *, tol: float = 1e-11, max_newton: 
     if np.linalg.eigvalsh(A)[0] >= 0:
         X = np.zeros_like(A)
         return SDCPSolution(X, sdcp_residuals(A, B, X), 0)
-    basis = _svec_basis(k)
+    basis = svec_basis(k)
     b = np.einsum("pij,ijkl,qkl->pq", basis, B, basis)
     b = 0.5 * (b + b.T)
     a = np.einsum("pij,ij->p", basis, A)
