@@ -161,20 +161,37 @@ def gradient_noise_scale(
     global RNG.
     """
     b_small, b_big = _check_sizes(b_small, b_big)
+    norms, _ = _two_batch_samples(model, loss_fn, inputs, targets, b_small, b_big, num_batches, generator)
+    return noise_scale_from_norms(norms[b_small], norms[b_big], b_small, b_big)
+
+
+def _two_batch_samples(model: nn.Module, loss_fn, inputs: Tensor, targets: Tensor, b_small: int, b_big: int,
+                       num_batches: int, generator: torch.Generator | None, *, hessian: bool = False
+                       ) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
+    """``num_batches`` times a batch of ``b_small`` then one of ``b_big`` examples drawn with replacement from
+    ``generator``: per size, the minibatch gradients' :math:`|G_B|^2` and, with ``hessian``, their
+    :math:`G_B^\top H G_B` (``H`` the Hessian on all the data, one Hessian-vector product per batch)."""
     if isinstance(num_batches, bool) or not isinstance(num_batches, (int, np.integer)) or num_batches < 1:
         raise BadInput("num_batches", num_batches, "an integer >= 1")
     params = trainable_parameters(model)
     check_examples_independent(model, "the gradient noise scale")
+    norms: dict[int, list[float]] = {b_small: [], b_big: []}
+    quads: dict[int, list[float]] = {b_small: [], b_big: []}
     with eval_mode(model):
         check_batch(model, loss_fn, inputs, targets)
+        if hessian:
+            from lmech.instruments.curvature import HessianOperator
+
+            h = HessianOperator(model, loss_fn, inputs, targets, check=False)
         n = inputs.shape[0]
-        small, big = [], []
         for _ in range(num_batches):
-            for size, out in ((b_small, small), (b_big, big)):
+            for size in (b_small, b_big):
                 idx = torch.randint(0, n, (size,), generator=generator).to(inputs.device)
                 g = _grad(model, loss_fn, params, inputs[idx], targets[idx])
-                out.append(float(torch.dot(g, g)))
-    return noise_scale_from_norms(small, big, b_small, b_big)
+                norms[size].append(float(torch.dot(g, g)))
+                if hessian:
+                    quads[size].append(float(torch.dot(g, h @ g)))
+    return norms, quads
 
 
 def _per_example_gradients(model: nn.Module, loss_fn, params: list[Tensor], inputs: Tensor, targets: Tensor) -> Tensor:
@@ -248,25 +265,9 @@ def hessian_noise_scale(
     :func:`noise_scale_from_quadratic_forms` averages them. ``loss_fn`` must average over examples. The
     model is evaluated in eval mode and its modes are restored.
     """
-    from lmech.instruments.curvature import HessianOperator
-
     b_small, b_big = _check_sizes(b_small, b_big)
-    if isinstance(num_batches, bool) or not isinstance(num_batches, (int, np.integer)) or num_batches < 1:
-        raise BadInput("num_batches", num_batches, "an integer >= 1")
-    params = trainable_parameters(model)
-    check_examples_independent(model, "the gradient noise scale")
-    with eval_mode(model):
-        check_batch(model, loss_fn, inputs, targets)
-        hessian = HessianOperator(model, loss_fn, inputs, targets, check=False)
-        n = inputs.shape[0]
-        norms: dict[int, list[float]] = {b_small: [], b_big: []}
-        quads: dict[int, list[float]] = {b_small: [], b_big: []}
-        for _ in range(num_batches):
-            for size in (b_small, b_big):
-                idx = torch.randint(0, n, (size,), generator=generator).to(inputs.device)
-                g = _grad(model, loss_fn, params, inputs[idx], targets[idx])
-                norms[size].append(float(torch.dot(g, g)))
-                quads[size].append(float(torch.dot(g, hessian @ g)))
+    norms, quads = _two_batch_samples(model, loss_fn, inputs, targets, b_small, b_big, num_batches, generator,
+                                      hessian=True)
     simple = noise_scale_from_norms(norms[b_small], norms[b_big], b_small, b_big)
     return noise_scale_from_quadratic_forms(quads[b_small], quads[b_big], b_small, b_big, simple)
 
