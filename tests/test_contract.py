@@ -48,6 +48,11 @@ def _counterexamples() -> list:
             for seed in (CX_SEEDS if cx.config is not None else SEEDS)]
 
 
+def _tolerance(tol):
+    """A declared tolerance as a Verdict stores it (a float, or a pair of floats)."""
+    return tuple(map(float, tol)) if isinstance(tol, (tuple, list)) else float(tol)
+
+
 def _id(value) -> str:
     if isinstance(value, Counterexample):
         return value.label
@@ -88,7 +93,7 @@ def test_verdicts_well_formed(law):
     assert verdicts
     keys = [v.key for v in verdicts]
     assert len(set(keys)) == len(keys), f"{exp.name}: two criteria share a key"
-    declared = [c.key for c in exp.criteria()]  # what `lmech list NAME` shows before anything runs
+    declared = [c.key for c in exp.criteria_for(exp.lawbook(quick=True)[0][1])]  # as `lmech list NAME` shows
     assert not declared or sorted(declared) == sorted(keys), f"{exp.name}: declares {declared}, judges {keys}"
     for v in verdicts:
         d = v.to_dict()
@@ -119,9 +124,19 @@ def test_figures_written(law):
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("name,label", _entries(), ids=_id)
 def test_lawbook_entry_holds(quick_run, name, label, seed):
-    """Each law-book entry holds at seeds 0, 1 and 2: no criterion violated, none left untested."""
+    """Each law-book entry holds at seeds 0, 1 and 2: no criterion violated, none left untested. A law that
+    declares its criteria judges at each entry only declared ones, at their tolerances, and exactly those
+    that apply to the entry's config where it states applicability (``Criterion.when``; a law that states
+    none is held to exactly its declaration at its first entry, by test_verdicts_well_formed)."""
     _, measurement, verdicts, _ = quick_run(name, label, seed=seed)
     assert measurement.diverged_at is None
+    exp = get_experiment(name)
+    declared = {c.key: _tolerance(c.tolerance) for c in exp.criteria_for(dict(exp.lawbook(quick=True))[label])}
+    if declared:
+        judged = {v.key: v.tolerance for v in verdicts}
+        exact = any(c.when for c in exp.criteria())
+        assert judged == declared if exact else judged.items() <= declared.items(), (
+            f"{name} {label}: declares {declared}, judges {judged}")
     bad = {v.key: (v.status, v.agreement, v.tolerance, v.inconclusive) for v in verdicts if v.status != "holds"}
     assert not bad, f"{name} {label} seed {seed}: {bad}"
 
@@ -133,6 +148,8 @@ def test_every_criterion_has_a_counterexample(quick_run, name):
     judged = {v.key for label, _ in exp.lawbook(quick=True) for v in quick_run(name, label)[2]}
     named = {key for cx in exp.counterexamples() for key in cx.criteria if cx.expect == "violated"}
     assert judged <= named, f"{name}: no counterexample for {sorted(judged - named)}"
+    declared = {c.key for c in exp.criteria()}
+    assert not declared or declared == judged, f"{name}: declares {sorted(declared)}, its entries judge {sorted(judged)}"
     unknown = {key for cx in exp.counterexamples() for key in cx.criteria} - judged
     assert not unknown, f"{name}: counterexamples name criteria the law never judges: {sorted(unknown)}"
     labels = [cx.label for cx in exp.counterexamples()]
@@ -193,3 +210,25 @@ def test_same_seed_bit_identical(smoke):
 def test_different_seed_differs(smoke):
     _, first, _, other = smoke
     assert any(not first[1].series[name].equals(other[1].series[name]) for name in first[1].series)
+
+
+def test_criteria_declared_per_config():
+    """A criterion judged only at some configs says where (Criterion.when/applies); criteria_for is what a run
+    there judges, one declaration per key; make_verdict picks the declaration whose tolerance it is given."""
+    from lmech.experiments.base import Criterion
+
+    exp = get_experiment("catapult")
+    uv, mlp = (dataclasses.replace(exp.quick_config(), model=m) for m in ("uv", "mlp"))
+    assert {c.key: c.tolerance for c in exp.criteria_for(uv)} == {
+        "lazy_boundary": 0.05, "max_boundary": 0.05, "catapult_curvature": 1.0, "kernel_moves": (10.0, math.inf)}
+    assert {c.key: c.tolerance for c in exp.criteria_for(mlp)} == {
+        "lazy_boundary": 0.1, "catapult_curvature": 1.0, "kernel_moves": (10.0, math.inf)}
+    assert exp.make_verdict("lazy_boundary", "q", 2, 2.1, 0.08, 0.1).why.startswith("the issue's floor (10%, mlp)")
+    with pytest.raises(ValueError, match="several configs"):  # which model's tolerance? the law must say
+        exp.make_verdict("lazy_boundary", "q", 2, 2.1, 0.08)
+    with pytest.raises(ValueError, match="when="):
+        Criterion("k", "q", 1.0, when="model = uv")
+    overlapping = [Criterion("k", "q", 1.0), Criterion("k", "q", 2.0, when="always", applies=lambda c: True)]
+    exp_twice = type("Twice", (type(exp),), {"criteria": lambda self: overlapping})()
+    with pytest.raises(ValueError, match="more than once"):
+        exp_twice.criteria_for(uv)

@@ -118,7 +118,7 @@ def _print_law(info: dict[str, Any], width: int) -> None:
     heading(f"Criteria ({info['criteria_source']}):", width)
     for c in info["criteria"]:
         tol = tolerance(c["tolerance"]) if c.get("tolerance") is not None else "tolerance stated when it runs"
-        for part in wrap(f"  {c['key']}  {tol}", width, "  "):
+        for part in wrap(f"  {c['key']}  {tol}" + (f"  (where {c['when']})" if c.get("when") else ""), width, "  "):
             say(part, markup=False, highlight=False)
         if c.get("quantity"):
             for part in wrap(c["quantity"], width, "      "):

@@ -170,16 +170,34 @@ class Criterion:
     criteria (:meth:`Experiment.criteria`) may leave ``tolerance`` and ``why`` out of
     :meth:`Experiment.make_verdict`: they are taken from here, so the declaration and the verdict cannot
     disagree.
+
+    A criterion judged only at some configs (one model of several, say) states where it applies:
+    ``when`` in words (``lmech list`` shows it) and ``applies(config) -> bool`` the test of a config; both
+    or neither (neither: every config). One key may be declared more than once with disjoint
+    applicability (a tolerance per model); :meth:`Experiment.criteria_for` is what a run at a config
+    judges, and the contract checks every law-book entry's verdicts against it.
     """
 
     key: str
     quantity: str
     tolerance: float | tuple[float, float]
     why: str = ""
+    when: str = ""
+    applies: Callable[[RunConfig], bool] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if bool(self.when) != (self.applies is not None):
+            raise ValueError(f"criterion {self.key!r}: give both when= (in words) and applies= (the test), "
+                             "or neither")
+
+    def applies_to(self, config: RunConfig) -> bool:
+        """Whether a run at ``config`` judges this criterion."""
+        return self.applies is None or bool(self.applies(config))
 
     def to_dict(self) -> dict[str, Any]:
         tol = list(self.tolerance) if isinstance(self.tolerance, tuple) else self.tolerance
-        return {"key": self.key, "quantity": self.quantity, "tolerance": tol, "why": self.why}
+        out = {"key": self.key, "quantity": self.quantity, "tolerance": tol, "why": self.why}
+        return {**out, "when": self.when} if self.when else out
 
 
 @dataclass(frozen=True)
@@ -250,9 +268,20 @@ class Experiment(ABC):
 
         Optional: a law that does not declare them returns none, and ``lmech list NAME`` then shows the
         criteria of its latest stored run, or the keys its counterexamples name. When declared, the
-        verdicts of every run must match them (``tests/test_contract.py``).
+        verdicts of every run must match them (``tests/test_contract.py``); a criterion judged only at some
+        configs says where (``Criterion.when``/``applies``).
         """
         return ()
+
+    def criteria_for(self, config: RunConfig) -> list[Criterion]:
+        """The declared criteria that a run at ``config`` judges (those that apply to it), one per key."""
+        out = [c for c in self.criteria() if c.applies_to(config)]
+        keys = [c.key for c in out]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise ValueError(f"{self.name}: criteria {twice} are declared more than once for one config "
+                             "(their applies= overlap)")
+        return out
 
     def smoke_config(self) -> RunConfig:
         """A seconds-long config for the shared contract checks (determinism, seeds, figures).
@@ -296,13 +325,26 @@ class Experiment(ABC):
         ``inconclusive``: the reason, when a precondition of the criterion was not met. ``tolerance`` and
         ``why`` left out are taken from the law's declared :meth:`criteria`."""
         if tolerance is None or not why:
-            declared = {c.key: c for c in self.criteria()}
-            if key in declared:
-                tolerance = declared[key].tolerance if tolerance is None else tolerance
-                why = why or declared[key].why
+            declared = [c for c in self.criteria() if c.key == key]
+            if len(declared) > 1:  # one per config (Criterion.applies): the one with the tolerance given
+                declared = [c for c in declared if tolerance is not None and _same(c.tolerance, tolerance)]
+                if len(declared) != 1:
+                    raise ValueError(f"{self.name}: criterion {key!r} is declared for several configs: give its "
+                                     "tolerance (one of the declared ones)")
+            if declared:
+                tolerance = declared[0].tolerance if tolerance is None else tolerance
+                why = why or declared[0].why
             elif tolerance is None:
                 raise ValueError(f"{self.name}: criterion {key!r} has no tolerance (give one, or declare it "
                                  "in criteria())")
         return Verdict(law=self.name, statement=self.law, citation=self.citation, key=key, quantity=quantity,
                        predicted=predicted, measured=measured, agreement=agreement, tolerance=tolerance,
                        details=details, inconclusive=inconclusive, why=why)
+
+
+def _same(a: float | tuple[float, float], b: float | tuple[float, float]) -> bool:
+    """Whether two tolerances (numbers or bands) are the same."""
+    pair = isinstance(a, (tuple, list))
+    if pair != isinstance(b, (tuple, list)):
+        return False
+    return tuple(map(float, a)) == tuple(map(float, b)) if pair else float(a) == float(b)

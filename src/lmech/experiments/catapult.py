@@ -87,7 +87,7 @@ from lmech.config import (
 from lmech.data.synthetic import generator, sphere_regression
 from lmech.devices import resolve_device, resolve_dtype
 from lmech.errors import BadInput
-from lmech.experiments.base import Counterexample, Experiment, NullProgress, Progress, Result
+from lmech.experiments.base import Counterexample, Criterion, Experiment, NullProgress, Progress, Result
 from lmech.experiments.point_sweep import INLINE, PointsConfig, run_points
 from lmech.experiments.registry import register
 from lmech.instruments.ntk import empirical_ntk
@@ -477,6 +477,33 @@ class Catapult(Experiment):
             Counterexample("mse-loss", ("lazy_boundary", "max_boundary"), config=mse,
                            why="training mean (f − y)² (Gauss–Newton curvature 2λ0) while η·λ0 still reads λ0 of "
                                "½·mean (f − y)²: the phases move to η·λ0 = 1 and 2, half the law's 2 and 4"),
+        ]
+
+    def criteria(self) -> list[Criterion]:
+        """The criteria (module docstring): ``lazy_boundary`` at each model's tolerance, ``max_boundary`` for the
+        uv model only (the MLP's η_max is reported), ``catapult_curvature`` and ``kernel_moves`` for both."""
+        def model_is(model: str):
+            return lambda config: config.model == model
+
+        def boundary(key: str, which: str, theory: float, model: str) -> Criterion:
+            tol = BOUNDARY_TOLERANCE[model]
+            return Criterion(
+                key, f"|b/{theory:g} − 1|, b the measured {which} boundary in units of 1/λ0 at the widest width",
+                tol, why=f"the issue's floor ({tol:.0%}, {model}); the boundary is located by bisection (the verdict "
+                         "states to what resolution), and finite width moves it by O(1/width)",
+                when=f"model = {model}", applies=model_is(model))
+
+        return [
+            boundary("lazy_boundary", "lazy/catapult", LAZY_FACTOR, "uv"),
+            boundary("lazy_boundary", "lazy/catapult", LAZY_FACTOR, "mlp"),
+            boundary("max_boundary", "catapult/divergence", UV_MAX_FACTOR, "uv"),
+            Criterion("catapult_curvature", "max over catapult runs of η·λ_end/2 (the curvature at the end over 2/η)",
+                      1.0, why="the catapult ends when the curvature has fallen below 2/η (Lewkowycz et al. Sec. "
+                               "2.1); 1 is that statement itself"),
+            Criterion("kernel_moves", "smallest catapult / largest lazy kernel movement ‖Θ_T − Θ0‖/‖Θ0‖ over the "
+                      "grid's points at the widest width", (KERNEL_RATIO, math.inf),
+                      why="lazy movement vanishes with width; a catapult's is at least 1 − 2/(ηλ0): an order of "
+                          "magnitude apart at the grid's points of a wide network"),
         ]
 
     # -- theory ----------------------------------------------------------------------------------------

@@ -126,7 +126,15 @@ from torch import nn
 
 from lmech.config import spec
 from lmech.errors import BadInput
-from lmech.experiments.base import Counterexample, Experiment, NullProgress, Progress, Result, RunConfig
+from lmech.experiments.base import (
+    Counterexample,
+    Criterion,
+    Experiment,
+    NullProgress,
+    Progress,
+    Result,
+    RunConfig,
+)
 from lmech.experiments.registry import register
 from lmech.param import get_preset
 
@@ -452,6 +460,45 @@ class CoordCheck(Experiment):
                 "have not moved (Δx = 0) and the μP criterion would judge the readout alone"))
         return out
 
+    def criteria(self) -> list[Criterion]:
+        """Per model in ``config.models`` and optimizer: the μP criterion and SP's readout step; for the MLP also
+        SP's propagated part, and under SGD its whole output (module docstring)."""
+        out = []
+        for model in MODELS:
+            where = {"when": f"models include {model}", "applies": lambda config, m=model: m in config.models}
+            for optimizer in OPTIMIZERS:
+                out.append(Criterion(
+                    f"mup_{model}_{optimizer}",
+                    f"{model}, {optimizer}, μP: max over layers and steps of |slope| of log2 mean|Δx| vs log2 width",
+                    MUP_TOLERANCE, **where,
+                    why="the issue's tolerance: finite-width corrections O(n^-1/2) tilt a fit over 4-5 octaves by "
+                        "a few hundredths, while any wrong scale is a slope of 1/2 or more"))
+                out.append(Criterion(
+                    f"sp_{model}_{optimizer}_readout",
+                    f"{model}, {optimizer}, SP: slope of log2 mean|Δ output| from the readout's own step vs log2 "
+                    "width, after one step", (1.0 - SP_OUTPUT_TOLERANCE, 1.0 + SP_OUTPUT_TOLERANCE), **where,
+                    why="the issue's tolerance ±0.25 around TP V's exponent 1 (a correlated sum over n features): "
+                        "seed-to-seed scatter is a few hundredths; μP's 0 and a lazy 1/2 are excluded"))
+                if model != "mlp":
+                    continue
+                theory = SP_THEORY[optimizer]["propagated"]
+                out.append(Criterion(
+                    f"sp_{model}_{optimizer}_propagated",
+                    f"{model}, {optimizer}, SP: slope of log2 mean|W_out,1 (φ_1 − φ_0)| (the output's change "
+                    "through the features) vs log2 width, after one step",
+                    (theory - SP_OUTPUT_TOLERANCE, theory + SP_OUTPUT_TOLERANCE), **where,
+                    why="the issue's tolerance ±0.25 around the theory's exponent (module docstring: +1 under SGD, "
+                        "+3/2 under Adam); the input layer's path is one power of n^-1/2 below and pulls the fit "
+                        "low by ~0.1"))
+                if optimizer == "sgd":
+                    out.append(Criterion(
+                        f"sp_{model}_{optimizer}_output",
+                        f"{model}, {optimizer}, SP: slope of log2 mean|Δ output| (the whole output) vs log2 width, "
+                        "after one step", (1.0 - SP_OUTPUT_TOLERANCE, 1.0 + SP_OUTPUT_TOLERANCE), **where,
+                        why="the issue's criterion (+1 ± 0.25): under SGD both parts of the output's change grow "
+                            "like n"))
+        return out
+
     def predict(self, config: CoordCheckConfig) -> Result:
         rows = []
         for model in config.models:
@@ -499,14 +546,11 @@ class CoordCheck(Experiment):
                     reason = (f"{', '.join(never.layer)} never moved in {config.steps} step(s) "
                               "(Δx = 0 at every width): the check needs a step after the readout's first")
                 worst = moved.loc[moved["slope"].abs().idxmax()] if len(moved) else None
+                key = f"mup_{model}_{optimizer}"
                 verdicts.append(self.make_verdict(
-                    f"mup_{model}_{optimizer}",
-                    f"{model}, {optimizer}, μP: max over layers and steps of |slope| of log2 mean|Δx| vs log2 width",
-                    0.0, None if worst is None else float(worst["slope"]),
-                    math.nan if worst is None else abs(float(worst["slope"])), MUP_TOLERANCE,
-                    why="the issue's tolerance: finite-width corrections O(n^-1/2) tilt a fit over 4-5 octaves by "
-                        "a few hundredths, while any wrong scale is a slope of 1/2 or more",
-                    inconclusive=reason, lr=_lr(config, model, optimizer),
+                    key, self._quantity(key), 0.0, None if worst is None else float(worst["slope"]),
+                    math.nan if worst is None else abs(float(worst["slope"])), inconclusive=reason,
+                    lr=_lr(config, model, optimizer),
                     worst_layer=None if worst is None else f"{worst['layer']} (step {int(worst['step'])})",
                     slopes={f"{r.layer} t={r.step}": (r.slope if r.status == "moved" else r.status)
                             for r in mup.itertuples()},
@@ -514,6 +558,9 @@ class CoordCheck(Experiment):
                                               for r in split.itertuples()}))
                 verdicts += self._sp_verdicts(config, model, optimizer, sp[sp.step == 1])
         return verdicts
+
+    def _quantity(self, key: str) -> str:
+        return next(c.quantity for c in self.criteria() if c.key == key)
 
     def _sp_verdicts(self, config: CoordCheckConfig, model: str, optimizer: str, first: pd.DataFrame):
         """SP after one step: the output's change split into the readout's own step and the propagated term."""
@@ -532,34 +579,23 @@ class CoordCheck(Experiment):
                   if r.layer not in ("readout step", "propagated", "output")}
         split = {"readout step": readout, "propagated": propagated, "output": output,
                  "output, the issue's value": 1.0, "output, theory (asymptotic)": SP_THEORY[optimizer]["output"]}
+        key = f"sp_{model}_{optimizer}_readout"
         out = [self.make_verdict(
-            f"sp_{model}_{optimizer}_readout",
-            f"{model}, {optimizer}, SP: slope of log2 mean|Δ output| from the readout's own step vs log2 width, "
-            "after one step",
-            1.0, readout, readout, (1.0 - SP_OUTPUT_TOLERANCE, 1.0 + SP_OUTPUT_TOLERANCE),
-            why="the issue's tolerance ±0.25 around TP V's exponent 1 (a correlated sum over n features): "
-                "seed-to-seed scatter is a few hundredths; μP's 0 and a lazy 1/2 are excluded",
-            inconclusive=readout_reason, lr=lr, other_layers_step1=others, output_split=split,
+            key, self._quantity(key), 1.0, readout, readout, inconclusive=readout_reason, lr=lr,
+            other_layers_step1=others, output_split=split,
             note=WHY_NOT_ONE[model][optimizer])]
         if model != "mlp":
             return out
         theory = SP_THEORY[optimizer]["propagated"]
+        key = f"sp_{model}_{optimizer}_propagated"
         out.append(self.make_verdict(
-            f"sp_{model}_{optimizer}_propagated",
-            f"{model}, {optimizer}, SP: slope of log2 mean|W_out,1 (φ_1 − φ_0)| (the output's change through the "
-            "features) vs log2 width, after one step",
-            theory, propagated, propagated, (theory - SP_OUTPUT_TOLERANCE, theory + SP_OUTPUT_TOLERANCE),
-            why="the issue's tolerance ±0.25 around the theory's exponent (module docstring: +1 under SGD, +3/2 "
-                "under Adam); the input layer's path is one power of n^-1/2 below and pulls the fit low by ~0.1",
-            inconclusive=propagated_reason, lr=lr, output_split=split))
+            key, self._quantity(key), theory, propagated, propagated, inconclusive=propagated_reason, lr=lr,
+            output_split=split))
         if optimizer == "sgd":
+            key = f"sp_{model}_{optimizer}_output"
             out.append(self.make_verdict(
-                f"sp_{model}_{optimizer}_output",
-                f"{model}, {optimizer}, SP: slope of log2 mean|Δ output| (the whole output) vs log2 width, after "
-                "one step",
-                1.0, output, output, (1.0 - SP_OUTPUT_TOLERANCE, 1.0 + SP_OUTPUT_TOLERANCE),
-                why="the issue's criterion (+1 ± 0.25): under SGD both parts of the output's change grow like n",
-                inconclusive=output_reason, lr=lr, output_split=split))
+                key, self._quantity(key), 1.0, output, output, inconclusive=output_reason, lr=lr,
+                output_split=split))
         return out
 
     def figures(self, config: CoordCheckConfig, prediction: Result, measurement: Result, outdir: Path):
