@@ -3,18 +3,27 @@ r"""Law: the steps and examples to reach a loss trade off on a hyperbola whose b
 McCandlish, Kaplan, Amodei et al. 2018, "An empirical model of large-batch training" (arXiv
 1812.06162). Train at batch size :math:`B` with the learning rate tuned for that batch size; let
 :math:`S` be the optimization steps and :math:`E = BS` the examples needed to reach a fixed loss. Then
-(eq. 2.11)
+(eq. 2.11, §2.3)
 
 .. math:: \Big(\frac{S}{S_\text{min}} - 1\Big)\Big(\frac{E}{E_\text{min}} - 1\Big) = 1,
    \qquad\text{equivalently}\qquad S(B) = S_\text{min} + \frac{E_\text{min}}{B},
 
-and the critical batch size :math:`B_\text{crit} = E_\text{min}/S_\text{min}` is predicted by the
-gradient noise scale :math:`B_\text{noise} = \operatorname{tr}(H\Sigma)/G^\top H G` (eq. 2.7-2.8,
+and the critical batch size :math:`B_\text{crit} = E_\text{min}/S_\text{min}` (eq. 2.12) is predicted by
+the gradient noise scale :math:`B_\text{noise} = \operatorname{tr}(H\Sigma)/G^\top H G` (eq. 2.8,
 :func:`lmech.instruments.noise.exact_hessian_noise_scale`), which is :math:`B_\text{simple} =
-\operatorname{tr}\Sigma/|G|^2` when the Hessian is isotropic. The derivation: on a quadratic model of
-the loss the best step at batch :math:`B` lowers the loss by :math:`\Delta L_\text{max}/(1 +
-B_\text{noise}/B)` (eq. 2.9), so :math:`S = S_\text{min}(1 + B_\text{noise}/B)` when
-:math:`B_\text{noise}` is steady.
+\operatorname{tr}\Sigma/|G|^2` (eq. 2.9) when the Hessian is isotropic. The derivation: on a quadratic
+model of the loss the best step at batch :math:`B` lowers the loss by :math:`\Delta L_\text{max}/(1 +
+B_\text{noise}/B)` (eq. 2.7, with the best step size of eq. 2.6), so :math:`S = S_\text{min}(1 +
+B_\text{noise}/B)` when :math:`B_\text{noise}` is steady; when it varies along the run, :math:`S = \int(1 +
+B_\text{noise}/B)\,ds` and :math:`E = \int(B_\text{noise} + B)\,ds` over the full-batch steps :math:`s`
+(Appendix D, eq. D.1), so :math:`E_\text{min}/S_\text{min}` is :math:`B_\text{noise}` averaged over those
+steps.
+
+*Sources of these numbers.* The paper's own text was not reachable from this machine; the equation and
+section numbers above (2.6-2.12, §2.3, D.1) are as cited by a line-by-line formal restatement of the
+paper and agree with code comments that cite eq. 2.9 for :math:`B_\text{simple}`: they are not verified
+against the text itself. What the paper reports for its tasks (used by ``b_crit``'s tolerance) is in the
+verdict's paragraph below, with the same caveat.
 
 **Task** (where the theory's assumptions can hold: the loss *is* quadratic). Linear regression
 :math:`f(x) = w^\top x` with the loss :math:`\tfrac12(f(x) - y)^2` on ``n_samples`` Gaussian inputs of
@@ -52,15 +61,17 @@ hand on the smoke config with a local Ray of 2 workers, every series identical).
   the instrument along the tuned run at the batch size nearest :math:`B_\text{crit}` (log scale), at its
   checkpoints from the start to the target, pooled over checkpoints and ``noise_replicas`` replicas as
   :math:`\langle\operatorname{tr}(H\Sigma)\rangle/\langle G^\top H G\rangle` (:func:`noise_at`): the
-  noise scale "averaged over a training run" the paper compares (Fig. 4), which the theory asks for,
-  since :math:`E_\text{min}/S_\text{min}` averages :math:`B_\text{noise}` over the steps (eq. 2.9
-  integrated over the run). The value at the target alone is reported (``b_noise_target``): it
-  scatters 2-5× between batch sizes, as the run's error moves between stiff and flat directions. One
-  decade is the agreement the paper reports for its own tasks: its Fig. 4 (§1.1) plots the critical
-  batch size against the noise scale averaged over training for every task, from MNIST to Dota,
-  over six orders of magnitude, and the points lie within about an order of magnitude of
-  :math:`B_\text{crit} = B_\text{simple}`; it does not claim closer agreement. :math:`B_\text{simple}`
-  is reported beside it (not judged: the Hessian here is not isotropic).
+  noise scale "appropriately averaged over training" that the paper compares with :math:`B_\text{crit}`,
+  which the theory asks for, since :math:`E_\text{min}/S_\text{min}` averages :math:`B_\text{noise}` over
+  the steps (eq. D.1, the per-step gain of eq. 2.7 integrated over the run). The value at the target alone
+  is reported (``b_noise_target``): it scatters 2-5× between batch sizes, as the run's error moves between
+  stiff and flat directions. Why one decade: the paper's summary figure of the critical batch size against
+  the noise scale over its tasks (MNIST to Dota) is captioned, as quoted in secondary sources, "the
+  gradient noise scale (appropriately averaged over training) explains the vast majority (R² = 80%) of the
+  variation in critical batch size over a range of tasks spanning six orders of magnitude". It states no
+  per-task band; one decade is our reading of that agreement, not a number the paper gives. The figure's number (Fig. 4, per a secondary summary) and the section it
+  sits in are not verified against the text. :math:`B_\text{simple}` is reported beside it (not judged:
+  the Hessian here is not isotropic).
 
 **Counterexamples.** ``fixed lr``: one learning rate (the tuned one at large batches) for every batch
 size: the small batches diverge and never reach the target (``hyperbola`` violated). ``noise gain 6``:
@@ -115,7 +126,8 @@ AXES = ("batch_sizes", "log2_lrs")
 MIN_SPAN = 16.0
 #: largest |ln(S / fitted S)| over the batch sizes that the hyperbola allows
 HYPERBOLA_TOLERANCE = 0.15
-#: largest |log10(B_crit / B_noise)|: the paper's own agreement across its tasks (Fig. 4)
+#: largest |log10(B_crit / B_noise)|: our reading of the paper's cross-task agreement (R² = 80% over six decades; its
+#: summary figure, Fig. 4 per a secondary source: not verified against the text)
 DECADES = 1.0
 #: a run whose loss exceeds this multiple of its initial loss (or is not finite) has diverged
 DIVERGED = 1e4
@@ -200,8 +212,8 @@ def noise_at(config: CriticalBatchConfig, weights: pd.DataFrame) -> dict[str, fl
 
     ``b_noise`` is the run's average, :math:`\langle\operatorname{tr}(H\Sigma)\rangle / \langle G^\top H
     G\rangle` over its checkpoints (evenly spaced in steps from the start to the target) and replicas: the
-    noise scale "appropriately averaged over a training run" that the paper compares with
-    :math:`B_\text{crit}` (its Fig. 4; by eq. 2.9 :math:`E_\text{min}/S_\text{min}` averages
+    noise scale "appropriately averaged over training" that the paper compares with
+    :math:`B_\text{crit}` (its summary figure; by eq. D.1 :math:`E_\text{min}/S_\text{min}` averages
     :math:`B_\text{noise}` over the steps), pooled as a ratio of averages because one replica's
     :math:`G^\top H G` can be nearly zero when its error sits in flat directions. ``b_noise_target``: the same
     at the last checkpoint (the target) alone. Likewise ``b_simple``, ``b_simple_target``."""
@@ -384,7 +396,7 @@ class CriticalBatch(Experiment):
     law = ("With the learning rate tuned per batch size, the steps S and examples E = B·S to reach a fixed loss "
            "obey (S/S_min − 1)(E/E_min − 1) = 1, and the critical batch E_min/S_min is the gradient noise scale "
            "B_noise = tr(HΣ)/(GᵀHG) measured along the run to that loss.")
-    citation = "McCandlish, Kaplan, Amodei et al. 2018, arXiv 1812.06162 (eq. 2.7-2.11, Fig. 4)"
+    citation = "McCandlish, Kaplan, Amodei et al. 2018, arXiv 1812.06162 (eq. 2.7-2.12, §2.3, App. D)"
     Config = CriticalBatchConfig
 
     def default_config(self) -> CriticalBatchConfig:
@@ -406,8 +418,10 @@ class CriticalBatch(Experiment):
                       "sits up to one grid step (2^0.25, 0.17 in ln) off its optimum; measured 0.06-0.08"),
             Criterion("b_crit", "|log10(B_crit / B_noise)|, B_noise averaged along the tuned run (start to target) at "
                       "the batch size nearest B_crit", DECADES,
-                      "the paper's own agreement: B_crit against the noise scale over its tasks lies within about "
-                      "an order of magnitude of equality (arXiv 1812.06162, Fig. 4, §1.1)"),
+                      "the paper's noise scale, averaged over training, explains R² = 80% of the variation of "
+                      "B_crit over tasks spanning six decades (its summary figure; as quoted in secondary sources, "
+                      "not verified against the text): it states no tighter agreement, and one decade is our "
+                      "reading of that scatter"),
         ]
 
     def counterexamples(self) -> list[Counterexample]:
