@@ -5,6 +5,11 @@ every sweep worker. ``crash`` makes a run fail on purpose: ``raise`` raises insi
 failed run with a traceback), ``exit`` kills the worker process (``os._exit``) as a segfault would.
 ``sleep`` makes each run last at least that long (for interruption tests).
 
+``toy-rounds`` is the same law measured the way ``catapult`` bisects its boundaries: ``rounds`` rounds,
+round r the learning rates ``lrs`` × (r + 1), each round a sweep of its points
+(:func:`lmech.experiments.point_sweep.run_points`) unless ``executor`` is ``inline``; ``interrupt_after``
+raises KeyboardInterrupt after that many rounds (Ctrl-C in the middle of a measurement).
+
 The law: GD with step ``lr`` on L(x) = h/2 ‖x‖² gives x_t = (1 − lr·h)^t x_0, so
 L_t = (1 − lr·h)^{2t} L_0: it converges iff lr < 2/h and blows up otherwise (the classical stability
 threshold of gradient descent, e.g. Cohen et al. 2021, arXiv 2103.00065, sec. 2).
@@ -15,7 +20,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +29,7 @@ import torch
 
 from lmech.config import spec
 from lmech.experiments.base import Experiment, Result, RunConfig
+from lmech.experiments.point_sweep import INLINE, PointsConfig, run_points
 from lmech.experiments.registry import _REGISTRY, register
 
 NAME = "toy-quadratic"
@@ -112,3 +118,63 @@ class ToyQuadratic(Experiment):
 
 if NAME not in _REGISTRY:
     register(ToyQuadratic)
+
+ROUNDS = "toy-rounds"
+
+
+@dataclass(frozen=True)
+class RoundsConfig(PointsConfig):
+    lrs: tuple[float, ...] = spec((0.1, 0.2), "learning rates of the first round (a point: one of them)", min=0.0,
+                                  max=1.0, min_exclusive=True, max_items=8)
+    rounds: int = spec(2, "rounds of points: round r runs lrs × (r + 1)", min=1, max=8)
+    interrupt_after: int = spec(0, "raise KeyboardInterrupt after this many rounds (0: never)", min=0, max=8)
+    steps: int = spec(20, "GD steps on L(x) = x²/2 from x = 1", min=1, max=1000)
+
+
+class ToyRounds(Experiment):
+    name = ROUNDS
+    law = "Gradient descent on x²/2 with step lr < 1 gives L_t = (1 − lr)^{2t} L_0."
+    citation = "Cohen et al. 2021, arXiv 2103.00065, sec. 2 (stability of GD on a quadratic)"
+    Config = RoundsConfig
+
+    def quick_config(self) -> RoundsConfig:
+        return RoundsConfig()
+
+    def predict(self, config: RoundsConfig) -> Result:
+        return Result()
+
+    def _point(self, config: RoundsConfig, lr: float) -> pd.DataFrame:
+        x, losses = 1.0, []
+        for _ in range(config.steps + 1):
+            losses.append(0.5 * x * x)
+            x -= lr * x
+        return pd.DataFrame({"lr": lr, "step": np.arange(config.steps + 1), "loss": losses})
+
+    def measure(self, config: RoundsConfig, progress=None) -> Result:
+        frames = []
+        for r in range(config.rounds):
+            part = replace(config, lrs=tuple(lr * (r + 1) for lr in config.lrs))
+            if config.executor == "inline":
+                frames += [self._point(part, lr) for lr in part.lrs]
+            else:
+                fixed = {**INLINE, "rounds": 1, "interrupt_after": 0}
+                done = run_points(ROUNDS, part, ("lrs",), executor=config.executor, store=config.store,
+                                  workers=config.workers, ray_address=config.ray_address, fixed=fixed)
+                frames += [series["loss"] for _, series in done]
+            if config.interrupt_after == r + 1:
+                raise KeyboardInterrupt
+        return Result(series={"loss": pd.concat(frames, ignore_index=True)})
+
+    def verdict(self, config: RoundsConfig, prediction: Result, measurement: Result):
+        loss = measurement.series["loss"]
+        theory = 0.5 * (1.0 - loss["lr"]) ** (2 * loss["step"])
+        err = float(np.max(np.abs(loss["loss"] - theory) / theory))
+        return [self.make_verdict("loss_rel_err", "max_t |L_t / (1 − lr)^{2t} L_0 − 1|", "closed form", "GD", err,
+                                  1e-9)]
+
+    def figures(self, config: RoundsConfig, prediction: Result, measurement: Result, outdir: Path):
+        return []
+
+
+if ROUNDS not in _REGISTRY:
+    register(ToyRounds)

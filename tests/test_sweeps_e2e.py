@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -78,3 +79,39 @@ def test_ray_executor_gives_the_results_of_the_local_executor(tmp_path):
             for name in a.series_names(kind):
                 pd.testing.assert_frame_equal(a.series(name, kind), b.series(name, kind), check_exact=True)
         assert a.meta["worker"] != b.meta["worker"]  # really computed in different processes
+
+
+def test_a_law_measured_in_rounds_starts_one_local_ray_and_stops_it_on_ctrl_c(tmp_path, toys, monkeypatch):
+    """``toy-rounds`` runs each round as a Ray sweep (as ``catapult`` bisects): one local Ray serves every round
+    of a measurement, started by the first round with points to compute, shut down at the end, Ctrl-C included."""
+    ray = pytest.importorskip("ray")
+    from lmech.experiments import get
+    from lmech.experiments.point_sweep import INLINE
+    from lmech.experiments.runner import compute
+
+    tests = str(Path(__file__).resolve().parent)  # the Ray workers import sweep_toys too
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    calls = {"init": 0, "shutdown": 0}
+    real_init, real_shutdown = ray.init, ray.shutdown
+
+    def counted(name, real):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(ray, "init", counted("init", real_init))
+    monkeypatch.setattr(ray, "shutdown", counted("shutdown", real_shutdown))
+    law, store = get("toy-rounds"), RunStore(tmp_path / "lab")
+    config = toys.RoundsConfig(lrs=(0.1, 0.2), rounds=3, interrupt_after=2, executor="ray", workers=1,
+                               store=str(store.root))
+    with pytest.raises(KeyboardInterrupt):  # after rounds 1 (lr 0.1, 0.2) and 2 (0.2, 0.4), both on one Ray
+        compute(law, config)
+    assert calls == {"init": 1, "shutdown": 1} and not ray.is_initialized()
+    assert sorted(r.config["lrs"][0] for r in store.runs("toy-rounds")) == [0.1, 0.2, 0.4]
+
+    config = dataclasses.replace(config, rounds=2, interrupt_after=0)
+    _, measured, verdicts, _ = compute(law, config)  # every point is in the store: no Ray is started at all
+    assert calls == {"init": 1, "shutdown": 1} and [v.status for v in verdicts] == ["holds"]
+    inline = compute(law, dataclasses.replace(config, **INLINE))[1]  # the points Ray computed, read back
+    pd.testing.assert_frame_equal(measured.series["loss"], inline.series["loss"], check_exact=True)

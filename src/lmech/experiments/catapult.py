@@ -404,8 +404,10 @@ class Catapult(Experiment):
       judge it; 2,000 (about 9 minutes) barely do.
 
     ``executor=ray`` was checked by hand: a 14-point uv sweep (2 widths, 2 rounds) on a local Ray gives the
-    in-process numbers exactly. Each round is its own sweep, so without ``ray_address`` each round starts (and
-    stops) a local Ray: give the address of a running cluster for more than a few rounds.
+    in-process numbers exactly. Each round is its own sweep; without ``ray_address`` they share one local Ray,
+    started by the first round with points to compute and shut down when the measurement ends (also on an
+    error or Ctrl-C: :func:`lmech.experiments.point_sweep.points_session`, opened by the runner; a direct call
+    of ``measure`` opens it with ``with points_session():``, else each round starts and stops its own).
     """
 
     name = "catapult"

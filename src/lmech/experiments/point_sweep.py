@@ -15,13 +15,20 @@ config along which it splits (its *axes*): a point is the same config with one v
 
 The law then assembles the points' series exactly as if it had computed them in process: a point's
 numbers depend only on its own config, never on where it ran.
+
+A law may call :func:`run_points` several times (``catapult``: one sweep per bisection round). With
+``executor="ray"`` and no ``ray_address`` each call would start and stop its own local Ray (about a minute
+each on a loaded machine); inside :func:`points_session` (which :func:`lmech.experiments.runner.compute`
+opens around every measurement) the first call that has points to compute starts one local Ray, the
+following calls reuse it, and leaving the session shuts it down, also on an error or Ctrl-C.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +38,8 @@ from lmech.config import spec
 from lmech.errors import BadInput
 from lmech.experiments.base import RunConfig
 
-__all__ = ["EXECUTORS", "INLINE", "PointFailed", "PointsConfig", "config_text", "run_points", "split"]
+__all__ = ["EXECUTORS", "INLINE", "PointFailed", "PointsConfig", "config_text", "points_session", "run_points",
+           "split"]
 
 EXECUTORS = ("inline", "local", "ray")
 #: run in process: the fields of :class:`PointsConfig` as every point has them
@@ -74,17 +82,56 @@ def config_text(value: Any) -> str:
     return str(value)
 
 
+#: the open :func:`points_session`'s state ({"ray": its local Ray executor, once a call needed one}); None outside
+_SESSION: dict[str, Any] | None = None
+
+
+@contextlib.contextmanager
+def points_session() -> Iterator[None]:
+    """One local Ray for every :func:`run_points` call inside the block (``executor="ray"``, no address).
+
+    Started lazily, by the first call with points to compute (none if every point is already in the store),
+    with that call's ``workers``; reused by the later calls; shut down when the block is left, normally, on an
+    error or on KeyboardInterrupt. A Ray that was already running when the first call came (a notebook's, a
+    cluster joined by address) is left alone. A session opened inside another one is the outer one.
+    """
+    global _SESSION
+    if _SESSION is not None:
+        yield
+        return
+    _SESSION = {"ray": None}
+    try:
+        yield
+    finally:
+        ray_executor, _SESSION = _SESSION["ray"], None
+        if ray_executor is not None:
+            ray_executor.shutdown()
+
+
+def _executor(kind: str, workers: int, ray_address: str) -> Any:
+    """The executor of one :func:`run_points` call: the session's local Ray where one is open."""
+    from lmech.sweeps import make_executor
+    from lmech.sweeps.executors import RayExecutor
+
+    if kind != "ray" or ray_address or _SESSION is None:
+        return make_executor(kind, workers or None, ray_address or None)
+    if _SESSION["ray"] is None:
+        _SESSION["ray"] = RayExecutor(None, workers or None, keep=True)
+    return _SESSION["ray"]
+
+
 def run_points(name: str, config: RunConfig, axes: Sequence[str], *, executor: str, store: str = "",
                workers: int = 0, ray_address: str = "", fixed: Mapping[str, Any] | None = None
                ) -> list[tuple[RunConfig, dict[str, pd.DataFrame]]]:
     """Compute the points of ``config`` (:func:`split`) as a sweep of law ``name``; their configs and series.
 
     ``executor`` is ``"local"`` (a process pool of ``workers``, 0 = one per core) or ``"ray"`` (the cluster
-    at ``ray_address``, or a local Ray instance); ``store`` the run store the points are kept in ("" =
-    ``$LMECH_STORE`` or ``./lab``). Raises :class:`PointFailed` naming the first point that failed.
+    at ``ray_address``, or a local Ray instance: the :func:`points_session`'s, where one is open); ``store``
+    the run store the points are kept in ("" = ``$LMECH_STORE`` or ``./lab``). Raises :class:`PointFailed`
+    naming the first point that failed.
     """
     from lmech.store import RunStore
-    from lmech.sweeps import SweepSpec, make_executor, plan, run_sweep
+    from lmech.sweeps import SweepSpec, plan, run_sweep
 
     points = split(config, axes, fixed)
     base = points[0]
@@ -98,7 +145,7 @@ def run_points(name: str, config: RunConfig, axes: Sequence[str], *, executor: s
     if missing:  # the text round trip must give back exactly the points' configs (same run ids)
         raise BadInput("config", missing[0], "values that survive the command line's text form")
     runs = RunStore(store) if store else RunStore()
-    run_sweep(sweep, runs, make_executor(executor, workers or None, ray_address or None), figures=False)
+    run_sweep(sweep, runs, _executor(executor, workers, ray_address), figures=False)
     out = []
     for pc in points:
         point = by_config[pc]

@@ -146,10 +146,13 @@ def torch_threads(n: int | None) -> Iterator[None]:
 def compute(experiment: Experiment, config: RunConfig, progress: Progress | None = None,
             figures_dir: Path | None = None) -> tuple[Result, Result, list[Verdict], list[Path]]:
     """Predict, measure, judge and (if ``figures_dir``) draw, with no store involved."""
+    from lmech.experiments.point_sweep import points_session
+
     progress = progress or NullProgress()
     with torch_threads(experiment.threads):
         prediction = experiment.predict(config)
-        measurement = experiment.measure(config, progress)
+        with points_session():  # a law measured in several sweeps keeps one local Ray for all of them
+            measurement = experiment.measure(config, progress)
         verdicts = list(experiment.verdict(config, prediction, measurement))
     figures: list[Path] = []
     if figures_dir is not None:

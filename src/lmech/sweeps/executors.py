@@ -278,12 +278,17 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """Ray tasks on a cluster (``address``, e.g. ``"auto"``) or on a local Ray instance started here."""
+    """Ray tasks on a cluster (``address``, e.g. ``"auto"``) or on a local Ray instance started here.
+
+    A local instance started here is shut down at the end of :meth:`run`, unless ``keep``: then it stays up
+    for the next :meth:`run` of the same executor, until :meth:`shutdown` (a law that runs several sweeps in a
+    row, :func:`lmech.experiments.point_sweep.points_session`).
+    """
 
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int | None = None, threads: int = 1,
-                 max_retries: int = 3):
+                 max_retries: int = 3, keep: bool = False):
         try:
             import ray  # noqa: F401
         except ImportError:
@@ -295,6 +300,7 @@ class RayExecutor:
         if workers is not None and workers > MAX_WORKERS:
             raise BadInput("--workers", workers, f"at most {MAX_WORKERS} worker processes (4 per core, at least 64)")
         self.address, self.workers, self.threads, self.max_retries = address, workers, threads, max_retries
+        self.keep = keep
         self.start_timeout = float(os.environ.get("LMECH_RAY_START_TIMEOUT", 120))
         self._started = False
         self._draining = False
@@ -313,6 +319,14 @@ class RayExecutor:
         self._init()
         self._started = True
         return True
+
+    def shutdown(self) -> None:
+        """Shut down the Ray instance this executor started (nothing if it joined one already running)."""
+        if self._started:
+            import ray
+
+            self._started = False
+            ray.shutdown()
 
     def _init(self) -> None:
         import ray
@@ -371,9 +385,8 @@ class RayExecutor:
         finally:
             for ref in refs:
                 ray.cancel(ref, force=True)
-            if started_here:
-                ray.shutdown()
-                self._started = False
+            if started_here and not self.keep:
+                self.shutdown()
 
 
 def check_loopback(timeout: float = 5.0) -> None:
