@@ -87,3 +87,15 @@ def test_verdicts_are_inconclusive_at_the_grid_edge_or_a_narrow_span():
 def test_bad_configs_are_refused_before_any_work(changes, field):
     with pytest.raises(BadInput, match=field):
         _smoke(**changes)
+
+
+def test_a_vertex_clipped_to_its_fitting_window_is_inconclusive_like_an_edge_optimum():
+    curves = _synthetic({("mup", 2): -6.0, ("mup", 16): -7.7, ("completep", 2): -6.0, ("completep", 16): -6.3})
+    assert _judge(curves, depths=(2, 16))["completep_shift"].status == "holds"
+    # CompleteP's deepest curve with two valleys (best at −5): the parabola on −7…−3 has its vertex far beyond
+    # −3; clipped there, it would read as a shift of 3 (violated) although the grid brackets no such optimum
+    bumpy = (curves.parametrization == "completep") & (curves.depth == 16)
+    curves.loc[bumpy, "loss"] = np.exp([3.0, 2.5, 1.8, 0.6, 1.8, 0.0, 0.3, 0.5])
+    v = _judge(curves, depths=(2, 16))
+    assert v["completep_shift"].status == "inconclusive" and "outside the points" in v["completep_shift"].inconclusive
+    assert v["alpha0_shift"].status == "holds"

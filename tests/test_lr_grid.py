@@ -152,3 +152,13 @@ def test_parabola_edges_and_divergence():
     bracketed = parabola_optimum(x, [np.inf, 2, 1, 2, np.inf])  # the window stops at the diverged ends
     assert bracketed.edge is None and bracketed.log2_lr == pytest.approx(2.0, abs=1e-9)
     assert parabola_optimum(x, [np.inf] * 5).edge == "every run diverged"
+
+
+def test_a_vertex_outside_its_window_is_clipped_and_flagged():
+    x = np.arange(6, dtype=float)
+    logs = np.array([1.8, 0.6, 1.8, 0.0, 0.3, 0.5])  # two valleys: the parabola fitted on x = 1..5 opens far right
+    opt = parabola_optimum(x, np.exp(logs))
+    a, b, _ = np.polyfit(x[1:], logs[1:], 2)  # the same least squares, unclipped
+    assert opt.edge is None and opt.clipped and opt.window == (1.0, 5.0) and opt.grid_log2_lr == 3.0
+    assert opt.vertex == pytest.approx(-b / (2 * a)) and opt.vertex > 5.0 and opt.log2_lr == 5.0
+    assert not parabola_optimum(x, np.exp(0.3 * (x - 2.4) ** 2)).clipped

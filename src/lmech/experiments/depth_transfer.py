@@ -14,7 +14,7 @@ base width) on the 1797 scikit-learn digits, at each depth and parametrization (
 batched model (:func:`lmech.experiments.lr_grid.train_lr_grid`, the same minibatches for all); its loss is
 the mean training loss over the last quarter of the steps. Each optimum is a parabola's vertex in
 :math:`\log_2\eta` (:func:`lmech.experiments.lr_grid.parabola_optimum`), inconclusive at the grid's
-edge. Points run inline or as a resumable sweep (``executor``), as in ``mu-transfer``.
+edge or where the vertex lies outside the points the parabola was fitted to. Points run inline or as a resumable sweep (``executor``), as in ``mu-transfer``.
 
 **Verdicts** (depths spanning at least 8×, else inconclusive):
 

@@ -168,7 +168,12 @@ def train_lr_grid(model: nn.Module, table: ParamTable, loss_fn: Callable[[torch.
 @dataclass(frozen=True)
 class Optimum:
     """The optimum of a loss-vs-log2(lr) curve: ``log2_lr`` (the parabola's vertex), the fitted loss
-    there, the grid's best point, and ``edge``: a reason the optimum is not bracketed (else None)."""
+    there, the grid's best point, and ``edge``: a reason the optimum is not bracketed (else None).
+
+    ``clipped``: the parabola's vertex ``vertex`` = −b/2a lies outside the ``window`` it was fitted on, and
+    ``log2_lr`` is the window's end nearest it: the fit's optimum is not bracketed by the points it was fitted
+    to (a curve flatter or more skewed than a parabola), so a caller that treats an edge optimum as
+    inconclusive treats a clipped one so too (:func:`lmech.experiments.lr_transfer.optima`)."""
 
     log2_lr: float
     loss: float
@@ -176,6 +181,9 @@ class Optimum:
     grid_loss: float
     curvature: float
     edge: str | None = None
+    clipped: bool = False
+    vertex: float = math.nan
+    window: tuple[float, float] = (math.nan, math.nan)
 
 
 def parabola_optimum(log2_lrs: Sequence[float], losses: Sequence[float], *, window: int = 2,
@@ -185,8 +193,9 @@ def parabola_optimum(log2_lrs: Sequence[float], losses: Sequence[float], *, wind
     The fit takes the grid's best point and up to ``window`` finite neighbours on each side (non-finite
     losses, diverged runs, end the window), on :math:`\log` loss when ``log_loss`` (a loss curve spans
     decades near its optimum, and is closer to a parabola in log). The vertex :math:`-b/2a` is clipped to
-    the window. ``edge`` says why the optimum is not bracketed: the best point is the first or last
-    finite point of the grid (the true optimum may lie beyond it), or the fit is not convex.
+    the window, and ``clipped`` says so. ``edge`` says why the optimum is not bracketed: the best point is
+    the first or last finite point of the grid (the true optimum may lie beyond it), or the fit is not
+    convex.
     """
     x = np.asarray(log2_lrs, dtype=float)
     y = np.asarray(losses, dtype=float)
@@ -212,6 +221,8 @@ def parabola_optimum(log2_lrs: Sequence[float], losses: Sequence[float], *, wind
     a, b, c = np.polyfit(xs, ys, 2)
     if not a > 0:
         return Optimum(**{**grid.__dict__, "curvature": float(a), "edge": "the loss is not convex around its best rate"})
-    vertex = float(np.clip(-b / (2 * a), xs[0], xs[-1]))
+    raw = float(-b / (2 * a))
+    vertex = float(np.clip(raw, xs[0], xs[-1]))
     fitted = float(np.polyval([a, b, c], vertex))
-    return Optimum(vertex, float(np.exp(fitted)) if log_loss else fitted, float(x[best]), float(y[best]), float(a))
+    return Optimum(vertex, float(np.exp(fitted)) if log_loss else fitted, float(x[best]), float(y[best]), float(a),
+                   clipped=vertex != raw, vertex=raw, window=(float(xs[0]), float(xs[-1])))

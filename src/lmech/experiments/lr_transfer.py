@@ -12,7 +12,7 @@ per network). This module holds what they share:
   (:func:`lmech.experiments.lr_grid.parabola_optimum`), never the grid's argmin;
 * :func:`shift` is how far the optimum moves across sizes (max − min, and smallest − largest size),
   with the reason it cannot be judged (fewer than two sizes, too narrow a span, an optimum at the
-  grid's edge);
+  grid's edge or a vertex clipped to the points it was fitted to);
 * :func:`transferred` is the loss at every size at the rate tuned on the smallest (TP V's claim that a
   rate tuned small transfers: Yang et al. 2022, arXiv 2203.03466, §5);
 * :func:`draw_curves` and :func:`ramp` draw TP V Fig. 1: loss vs :math:`\log_2\eta`, one curve per size.
@@ -107,15 +107,22 @@ def measure_transfer(name: str, config: RunConfig, axes: tuple[str, str], size_c
 
 def optima(curves: pd.DataFrame, size_column: str) -> pd.DataFrame:
     """The parabola optimum of every curve: one row per parametrization and size (``log2_lr``, its fitted
-    ``loss``, the grid's best point, ``edge``: why the optimum is not bracketed, else "")."""
+    ``loss``, the grid's best point, ``clipped``, ``edge``: why the optimum is not bracketed, else ""). A
+    vertex clipped to its fitting window is not bracketed either: ``edge`` says so, and the verdicts that
+    are inconclusive at an edge optimum (:func:`shift`, :func:`transferred`) are inconclusive there too."""
     rows = []
     for (par, size), curve in curves.groupby(["parametrization", size_column], sort=False):
         curve = curve.sort_values("log2_lr")
         opt = parabola_optimum(curve["log2_lr"].to_numpy(), curve["loss"].to_numpy())
+        edge = opt.edge or ""
+        if opt.clipped:
+            edge = (f"the parabola's vertex (log2 lr {opt.vertex:.3g}) is outside the points it was fitted to "
+                    f"[{opt.window[0]:g}, {opt.window[1]:g}]")
         rows.append({"parametrization": par, size_column: int(size), "log2_lr": opt.log2_lr, "loss": opt.loss,
-                     "grid_log2_lr": opt.grid_log2_lr, "grid_loss": opt.grid_loss, "edge": opt.edge or ""})
+                     "grid_log2_lr": opt.grid_log2_lr, "grid_loss": opt.grid_loss, "clipped": opt.clipped,
+                     "edge": edge})
     return pd.DataFrame(rows, columns=["parametrization", size_column, "log2_lr", "loss", "grid_log2_lr",
-                                       "grid_loss", "edge"])
+                                       "grid_loss", "clipped", "edge"])
 
 
 def span_problem(sizes: Sequence[int], size_column: str, min_span: float) -> str | None:
