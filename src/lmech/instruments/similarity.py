@@ -227,28 +227,153 @@ def debiased_cka(X: Tensor, Y: Tensor) -> float:
     return float(kl / torch.sqrt(kk * ll))
 
 
-def rbf_cka(X: Tensor, Y: Tensor, *, sigma_frac: float = 0.8) -> float:
-    r"""CKA with Gaussian (RBF) kernels :math:`K_{ij} = \exp(-\|x_i - x_j\|^2 / (2\sigma^2))`.
+#: float64 bytes of the kernel / similarity blocks held at once by the blocked metrics (rbf_cka,
+#: mutual_knn, and compare with them): 32 MiB, i.e. about 400 rows of an n = 10,000 kernel
+_BLOCK_BYTES = 32 * 2**20
+#: the median-distance bandwidth of rbf_cka is the median over all pairs of at most this many examples
+MEDIAN_SAMPLE = 2000
 
-    Kornblith et al. 2019 (arXiv 1905.00414), their RBF kernel choice: the bandwidth is a fraction
-    of the median distance between examples, :math:`\sigma^2 = \texttt{sigma\_frac}^2 \cdot
-    \mathrm{median}_{i<j}\|x_i-x_j\|^2`, chosen separately for ``X`` and ``Y``. As
-    ``sigma_frac -> inf`` the centred RBF Gram tends to :math:`HXX^\top H/\sigma^2` and RBF CKA tends to
-    :func:`linear_cka`. Forms :math:`n \times n` matrices.
+
+def _block_rows(n: int, block: int | None, kernels: int = 1) -> int:
+    """Rows per block: ``block``, or as many as keep ``kernels`` float64 blocks of width ``n`` in
+    :data:`_BLOCK_BYTES`."""
+    if block is None:
+        return max(1, min(n, _BLOCK_BYTES // (8 * n * kernels)))
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise BadInput("block", block, "None (automatic) or a positive number of rows per block")
+    return min(block, n)
+
+
+class _RBFKernel:
+    r"""The shifted Gaussian kernel :math:`K - \mathbf 1\mathbf 1^\top`, one block of rows at a time.
+
+    ``X`` (a private float64 copy) is centred (distances do not change) and
+    :math:`K_{ij} - 1 = \mathrm{expm1}(-d_{ij}^2/2\sigma^2)` with
+    :math:`d_{ij}^2 = \|x_i\|^2 + \|x_j\|^2 - 2x_i\cdot x_j` (one GEMM per block). The shift by the
+    constant 1 leaves every centred statistic unchanged (:math:`H\mathbf 1 = 0`) and, through ``expm1``,
+    keeps full relative precision when the bandwidth is large and :math:`K` is close to the constant 1.
+
+    Bandwidth: :math:`\sigma^2 = \texttt{sigma\_frac}^2\,\mathrm{median}_{i<j} d_{ij}^2` (the lower
+    middle value for an even count), over all pairs when ``n <= median_sample`` (or it is ``None``),
+    otherwise over all pairs of a fixed random subset of ``median_sample`` examples (generator seed 0:
+    deterministic, independent of the block size). A zero median (most pairs identical) falls back to the
+    largest of those distances, then to the mean squared distance over all pairs :math:`2\sum_i\|x_i -
+    \bar x\|^2/(n-1)`.
     """
+
+    def __init__(self, X: Tensor, sigma_frac: float, median_sample: int | None) -> None:
+        self.Z = _centre(X)
+        self.sq = (self.Z * self.Z).sum(1)
+        n = self.Z.shape[0]
+        if median_sample is None or n <= median_sample:
+            idx = slice(None)
+        else:
+            idx = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:median_sample]
+        S, s2 = self.Z[idx], self.sq[idx]
+        d2 = (s2[:, None] + s2[None, :] - 2.0 * (S @ S.T)).clamp_min_(0.0)
+        pairs = d2[torch.ones_like(d2, dtype=torch.bool).triu_(1)]
+        del d2
+        med = pairs.median()
+        if not med > 0:
+            med = pairs.max()
+        if not med > 0:
+            med = 2.0 * self.sq.sum() / (n - 1)
+        self.scale = 1.0 / (2.0 * sigma_frac**2 * float(med))
+
+    def block(self, start: int, stop: int) -> Tensor:
+        """Rows ``start:stop`` of :math:`K - 1`, shape ``(stop - start, n)``, float64, computed in place."""
+        B = self.Z[start:stop] @ self.Z.T
+        B.mul_(-2.0).add_(self.sq[None, :]).add_(self.sq[start:stop, None]).clamp_min_(0.0)
+        rows = torch.arange(stop - start)
+        B[rows, rows + start] = 0.0  # d_ii = 0 exactly (round-off in the Gram formula otherwise)
+        return B.mul_(-self.scale).expm1_()
+
+
+def _blocked_cka(kernels_a: Sequence[Any], kernels_b: Sequence[Any], n: int, block: int | None) -> Tensor:
+    r"""CKA of every kernel of ``kernels_a`` with every kernel of ``kernels_b``, rows of blocks at a time.
+
+    With :math:`k = K\mathbf 1`, :math:`l = L\mathbf 1` the row sums,
+    :math:`\mathrm{tr}(KHLH) = \sum_{ij}K_{ij}L_{ij} - \frac2n k\cdot l + \frac1{n^2}(\mathbf 1^\top k)
+    (\mathbf 1^\top l)`, whose three terms are sums over rows: each block of rows of every kernel is
+    computed once, contributes its Frobenius products with the others and its row sums, and is dropped.
+    The :math:`(n-1)^{-2}` of the HSIC cancels in CKA. Memory: one block per kernel; time: one
+    :math:`n \times n` kernel per representation, not per pair.
+    """
+    kernels = list(kernels_a) + list(kernels_b)
+    na = len(kernels_a)
+    rows = _block_rows(n, block, len(kernels))
+    sums = torch.zeros(len(kernels), n, dtype=torch.float64)
+    frob_self = torch.zeros(len(kernels), dtype=torch.float64)
+    frob_cross = torch.zeros(na, len(kernels_b), dtype=torch.float64)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        blocks = [kern.block(start, stop).reshape(-1) for kern in kernels]
+        for i, b in enumerate(blocks):
+            sums[i, start:stop] = b.view(stop - start, n).sum(1)
+            frob_self[i] += b @ b
+        for i in range(na):
+            for j in range(len(kernels_b)):
+                frob_cross[i, j] += blocks[i] @ blocks[na + j]
+        del blocks
+    tot = sums.sum(1)
+
+    def centred(frob: Tensor, i: int, j: int) -> Tensor:
+        return frob - 2.0 / n * (sums[i] @ sums[j]) + tot[i] * tot[j] / n**2
+
+    self_hsic = torch.stack([centred(frob_self[i], i, i) for i in range(len(kernels))])
+    for i, h in enumerate(self_hsic):
+        if not h > 0:
+            side, idx = ("X", i) if i < na else ("Y", i - na)
+            raise BadInput(side if len(kernels) == 2 else f"{side}[{idx}]", f"HSIC of its kernel with itself = {float(h):.3g}",
+                           "a kernel whose centred Gram matrix is not zero (not a constant representation)")
+    out = torch.empty(na, len(kernels_b), dtype=torch.float64)
+    for i in range(na):
+        for j in range(len(kernels_b)):
+            out[i, j] = centred(frob_cross[i, j], i, na + j) / torch.sqrt(self_hsic[i] * self_hsic[na + j])
+    return out
+
+
+def _check_sigma(sigma_frac: Any, median_sample: Any) -> None:
     if isinstance(sigma_frac, bool) or not isinstance(sigma_frac, (int, float)) or not sigma_frac > 0:
         raise BadInput("sigma_frac", sigma_frac, "a positive number (fraction of the median distance)")
+    if median_sample is not None and (
+        isinstance(median_sample, bool) or not isinstance(median_sample, int) or median_sample < 2
+    ):
+        raise BadInput("median_sample", median_sample, "None (all pairs) or an integer >= 2")
+
+
+def rbf_cka(
+    X: Tensor,
+    Y: Tensor,
+    *,
+    sigma_frac: float = 0.8,
+    median_sample: int | None = MEDIAN_SAMPLE,
+    block: int | None = None,
+) -> float:
+    r"""CKA with Gaussian (RBF) kernels :math:`K_{ij} = \exp(-\|x_i - x_j\|^2 / (2\sigma^2))`.
+
+    Kornblith et al. 2019 (arXiv 1905.00414), Eq. (3) with their RBF kernel choice: the bandwidth is a
+    fraction of the median distance between examples, :math:`\sigma^2 = \texttt{sigma\_frac}^2 \cdot
+    \mathrm{median}_{i<j}\|x_i-x_j\|^2`, chosen separately for ``X`` and ``Y``; the median is over all
+    pairs when ``n <= median_sample`` (default 2000) and otherwise over all pairs of a fixed random
+    subset of ``median_sample`` examples (seed 0; ``None``: all pairs, :math:`O(n^2)` memory). As
+    ``sigma_frac -> inf`` the centred RBF Gram tends to :math:`HXX^\top H/\sigma^2` and RBF CKA tends to
+    :func:`linear_cka`.
+
+    Blocked: no :math:`n \times n` matrix is stored. The centred HSIC is
+    :math:`\mathrm{tr}(KHLH) = \sum_{ij}K_{ij}L_{ij} - \frac2n\sum_i k_i l_i + \frac{1}{n^2}\sum_i k_i
+    \sum_j l_j` (:math:`k = K\mathbf 1`), accumulated over blocks of ``block`` rows (``None``: about
+    32 MiB of kernel rows at a time); time :math:`O(n^2 (p + q))`, memory :math:`O(n (p + q) +
+    \texttt{block}\cdot n)`. Changing ``block`` only reorders float64 sums.
+
+    Raises:
+        BadInput: as :func:`linear_cka`; a non-positive ``sigma_frac``, a bad ``median_sample`` or ``block``.
+    """
+    _check_sigma(sigma_frac, median_sample)
     X, Y = _pair(X, Y)
-
-    def rbf(Z: Tensor) -> Tensor:
-        d2 = torch.cdist(Z, Z).pow(2)
-        iu = torch.triu_indices(Z.shape[0], Z.shape[0], offset=1)
-        med = d2[iu[0], iu[1]].median()
-        if med <= 0:
-            med = d2.max()
-        return torch.exp(-d2 / (2.0 * sigma_frac**2 * med)) if med > 0 else torch.ones_like(d2)
-
-    return kernel_cka(rbf(X), rbf(Y))
+    _block_rows(X.shape[0], block)
+    kx, ky = _RBFKernel(X, sigma_frac, median_sample), _RBFKernel(Y, sigma_frac, median_sample)
+    return float(_blocked_cka([kx], [ky], X.shape[0], block)[0, 0])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -256,7 +381,37 @@ def rbf_cka(X: Tensor, Y: Tensor, *, sigma_frac: float = 0.8) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-def mutual_knn(X: Tensor, Y: Tensor, *, k: int = 10) -> float:
+def _check_k(k: Any, n: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n - 2:
+        raise BadInput("k", k, f"an integer in [1, n - 2] = [1, {n - 2}]")
+
+
+def _knn_indices(Z: Tensor, k: int, block: int | None) -> Tensor:
+    """``(n, k)`` indices of each row's ``k`` nearest other rows by cosine similarity, blocks of rows at a
+    time (each block: one GEMM against all rows, the diagonal masked, :func:`torch.topk`)."""
+    n = Z.shape[0]  # Z: a private float64 copy (from _matrix), normalised in place
+    Z = Z.div_(torch.linalg.vector_norm(Z, dim=1, keepdim=True).clamp_min(torch.finfo(Z.dtype).tiny))
+    rows = _block_rows(n, block)
+    out = torch.empty(n, k, dtype=torch.long)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        S = Z[start:stop] @ Z.T
+        r = torch.arange(stop - start)
+        S[r, r + start] = -math.inf
+        out[start:stop] = S.topk(k, dim=1).indices
+    return out
+
+
+def _knn_overlap(nx: Tensor, ny: Tensor) -> float:
+    """Mean over rows of :math:`|N^X(i) \\cap N^Y(i)|/k` (indices within a row are distinct)."""
+    n, k = nx.shape
+    hits = 0
+    for start in range(0, n, 4096):  # (rows, k, k) comparisons: 4096 * k^2 booleans at a time
+        hits += int((nx[start : start + 4096, :, None] == ny[start : start + 4096, None, :]).sum())
+    return hits / (n * k)
+
+
+def mutual_knn(X: Tensor, Y: Tensor, *, k: int = 10, block: int | None = None) -> float:
     r"""Mutual k-nearest-neighbour alignment :math:`\frac1n\sum_i |N_k^X(i) \cap N_k^Y(i)| / k`.
 
     Huh et al. 2024, "The Platonic Representation Hypothesis" (arXiv 2405.07987):
@@ -264,21 +419,16 @@ def mutual_knn(X: Tensor, Y: Tensor, *, k: int = 10) -> float:
     cosine similarity of the rows of ``X``. For independent representations the expected value is
     :math:`k/(n-1)` (each neighbour set is a uniformly random :math:`k`-subset of the other :math:`n-1`
     examples); identical neighbourhoods give 1.
+
+    Blocked: the cosine similarities of ``block`` rows (``None``: about 32 MiB of them) against all rows
+    are computed in float64, the top ``k`` of each row kept (:func:`torch.topk`), the block dropped; time
+    :math:`O(n^2 p)`, memory :math:`O(np + nk + \texttt{block}\cdot n)`. Exact ties between the k-th and
+    (k+1)-th similarity are broken by :func:`torch.topk`.
     """
     X, Y = _pair(X, Y)
-    n = X.shape[0]
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n - 2:
-        raise BadInput("k", k, f"an integer in [1, n - 2] = [1, {n - 2}]")
-
-    def neighbours(Z: Tensor) -> Tensor:
-        Z = Z / torch.linalg.vector_norm(Z, dim=1, keepdim=True).clamp_min(torch.finfo(Z.dtype).tiny)
-        S = Z @ Z.T
-        S.fill_diagonal_(-math.inf)
-        mask = torch.zeros(n, n, dtype=torch.bool)
-        mask.scatter_(1, S.topk(k, dim=1).indices, True)
-        return mask
-
-    return float((neighbours(X) & neighbours(Y)).sum(1).double().mean() / k)
+    _check_k(k, X.shape[0])
+    _block_rows(X.shape[0], block)
+    return _knn_overlap(_knn_indices(X, k, block), _knn_indices(Y, k, block))
 
 
 def procrustes_distance(X: Tensor, Y: Tensor, *, kind: str = "angular") -> float:
@@ -461,7 +611,11 @@ def compare(
         A pandas DataFrame, index = layers of ``model_a`` (``"layer_a"``), columns = layers of
         ``model_b`` (``"layer_b"``); with ``metrics``, a dict ``{metric: DataFrame}`` in the order given.
         ``"linear_cka"`` accumulates its cross-products over batches (memory independent of ``n``,
-        quadratic in the layers' widths); the other metrics collect all features first.
+        quadratic in the layers' widths); the other metrics collect all features first (as given, e.g.
+        float32: ``n * width * 4`` bytes per layer). ``"rbf_cka"`` (default bandwidth, ``sigma_frac``
+        0.8) computes each layer's kernel once, block by block, and accumulates all layer pairs from the
+        same blocks (:func:`rbf_cka`); ``"mutual_knn"`` (``k = 10``) finds each layer's neighbours once
+        (:func:`mutual_knn`); neither stores an ``n x n`` matrix.
 
     Raises:
         BadInput: an unknown metric or layer; a named layer that never runs (its hook never fires) or
@@ -535,6 +689,16 @@ def compare(
     for m in requested:
         if m == "linear_cka":
             values = [[acc.result(ka, kb) for kb in lb] for ka in la]
+        elif m == "rbf_cka":  # one kernel per layer (not per pair), all pairs accumulated block by block
+            kernels_a = [_RBFKernel(_matrix(ka, A[ka]), 0.8, MEDIAN_SAMPLE) for ka in la]
+            kernels_b = [_RBFKernel(_matrix(kb, B[kb]), 0.8, MEDIAN_SAMPLE) for kb in lb]
+            values = _blocked_cka(kernels_a, kernels_b, seen, None).tolist()
+            del kernels_a, kernels_b
+        elif m == "mutual_knn":  # one neighbour list per layer, overlaps per pair
+            _check_k(10, seen)
+            nn_a = {ka: _knn_indices(_matrix(ka, A[ka]), 10, None) for ka in la}
+            nn_b = {kb: _knn_indices(_matrix(kb, B[kb]), 10, None) for kb in lb}
+            values = [[_knn_overlap(nn_a[ka], nn_b[kb]) for kb in lb] for ka in la]
         else:
             values = [[METRICS[m](A[ka], B[kb]) for kb in lb] for ka in la]
         frames[m] = pd.DataFrame(values, index=pd.Index(la, name="layer_a"), columns=pd.Index(lb, name="layer_b"))
