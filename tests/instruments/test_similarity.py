@@ -145,6 +145,55 @@ def test_rbf_cka_tends_to_linear_cka_for_huge_bandwidth():
         rbf_cka(X, Y, sigma_frac=0.0)
 
 
+def dense_rbf_cka(X: torch.Tensor, Y: torch.Tensor, sigma_frac: float = 0.8, subset=None) -> float:
+    """n x n reference: squared distances by explicit differences, the bandwidth from the median (lower
+    middle) over pairs i < j of ``subset`` (default all examples), K = exp(-d^2 / 2 sigma^2), explicit H."""
+    n = X.shape[0]
+    H = torch.eye(n, dtype=torch.float64) - torch.ones(n, n, dtype=torch.float64) / n
+
+    def kernel(Z):
+        d2 = ((Z[:, None, :] - Z[None, :, :]) ** 2).sum(-1)
+        S = d2 if subset is None else d2[subset][:, subset]
+        iu = torch.triu_indices(S.shape[0], S.shape[0], offset=1)
+        return torch.exp(-d2 / (2 * sigma_frac**2 * S[iu[0], iu[1]].median()))
+
+    K, L = kernel(X), kernel(Y)
+
+    def h(A, B):
+        return torch.trace(A @ H @ B @ H)
+
+    return float(h(K, L) / torch.sqrt(h(K, K) * h(L, L)))
+
+
+def test_rbf_cka_blocked_equals_dense_formula():
+    X = gaussian(37, 5, 50) + 2.0
+    Y = torch.tanh(X[:, :3]) + 0.3 * gaussian(37, 3, 51)
+    ref = dense_rbf_cka(X, Y)
+    # blocks of 1, 4 (uneven last block), 37 rows and automatic: the same float64 sums reordered,
+    # each O(n^2) terms of size <= 1: 1e-12 leaves a ~1e3 margin over round-off
+    for block in (1, 4, 37, None):
+        assert rbf_cka(X, Y, block=block) == pytest.approx(ref, abs=1e-12)
+    assert rbf_cka(X, Y, sigma_frac=0.3) == pytest.approx(dense_rbf_cka(X, Y, 0.3), abs=1e-12)
+    # past median_sample examples the median is over the pairs of the documented fixed random subset
+    # (randperm with generator seed 0, its first median_sample entries)
+    subset = torch.randperm(37, generator=torch.Generator().manual_seed(0))[:10]
+    assert rbf_cka(X, Y, median_sample=10, block=5) == pytest.approx(dense_rbf_cka(X, Y, subset=subset), abs=1e-12)
+    assert rbf_cka(X, Y, median_sample=None) == rbf_cka(X, Y, median_sample=37)
+    for bad in ({"block": 0}, {"median_sample": 1}, {"block": 2.5}):
+        with pytest.raises(BadInput, match=next(iter(bad))):
+            rbf_cka(X, Y, **bad)
+
+
+def test_debiased_cka_feature_space_equals_dense_unbiased_hsic():
+    # the feature-space form (X^T X, Y^T Y, Y^T X, row norms and column sums) against the n x n
+    # estimator of Song et al. 2012 on Gram matrices, with more features than examples (p > n)
+    X, Y = gaussian(40, 50, 52) - 1.0, gaussian(40, 30, 53)
+    Y = Y + 0.5 * X[:, :30]
+    K, L = X @ X.T, Y @ Y.T
+    ref = hsic(K, L, unbiased=True) / math.sqrt(hsic(K, K, unbiased=True) * hsic(L, L, unbiased=True))
+    assert debiased_cka(X, Y) == pytest.approx(ref, abs=1e-10)
+
+
 # --------------------------------------------------------------------------------------------------
 # mutual k-NN, Procrustes, SVCCA
 # --------------------------------------------------------------------------------------------------
@@ -167,6 +216,44 @@ def test_mutual_knn_identical_is_one_and_independent_is_chance():
     assert abs(float(vals.mean()) - k / (n - 1)) < 4 * 0.0035
     with pytest.raises(BadInput, match="k"):
         mutual_knn(X, X, k=40)
+
+
+def dense_mutual_knn(X: torch.Tensor, Y: torch.Tensor, k: int) -> float:
+    """n x n reference: full cosine-similarity matrices, the diagonal excluded, neighbour sets as masks."""
+    n = X.shape[0]
+
+    def mask(Z):
+        Z = Z / Z.norm(dim=1, keepdim=True)
+        S = Z @ Z.T
+        S.fill_diagonal_(-math.inf)
+        M = torch.zeros(n, n, dtype=torch.bool)
+        M.scatter_(1, S.topk(k, dim=1).indices, True)
+        return M
+
+    return int((mask(X) & mask(Y)).sum()) / (n * k)
+
+
+def test_mutual_knn_blocked_equals_dense_masks():
+    X = gaussian(45, 6, 54)
+    Y = X[:, :4] + 0.7 * gaussian(45, 4, 55)
+    ref = dense_mutual_knn(X, Y, 5)
+    assert 0.2 < ref < 0.9  # a value between chance (5/44) and 1, so the comparison has content
+    for block in (1, 6, 45, None):  # a count of shared neighbours over n k: exact
+        assert mutual_knn(X, Y, k=5, block=block) == ref
+    with pytest.raises(BadInput, match="block"):
+        mutual_knn(X, Y, block=-1)
+
+
+def test_blocked_metrics_at_10k_examples_do_not_depend_on_the_block_size():
+    # n = 10,000 (100 million kernel entries per representation, never stored). RBF CKA: the same float64
+    # sums reordered over 1000- and 613-row blocks (1e-12); mutual k-NN: counts, exactly equal
+    g = torch.Generator().manual_seed(56)
+    X = torch.randn(10_000, 8, generator=g)
+    Y = torch.tanh(X[:, :6]) + 0.5 * torch.randn(10_000, 6, generator=g)
+    r1, r2 = rbf_cka(X, Y, block=1000), rbf_cka(X, Y, block=613)
+    assert 0.2 < r1 < 0.95 and r1 == pytest.approx(r2, abs=1e-12)
+    k1, k2 = mutual_knn(X, Y, block=1000), mutual_knn(X, Y, block=613)
+    assert 10 / 9999 * 10 < k1 < 1 and k1 == k2
 
 
 def test_procrustes_distance_closed_forms_and_scipy_reference():
@@ -286,9 +373,20 @@ def test_compare_other_metrics_and_data_loaders():
 def test_compare_several_metrics_in_one_pass():
     a, b = two_models()
     x = gaussian(30, 25, 26).reshape(30, 1, 5, 5)
-    many = compare(a, b, x, layers=["conv", "act"], layers_b=["2", "3"], metrics=["linear_cka", "svcca", "mutual_knn"],
-                   batch_size=7)
-    assert list(many) == ["linear_cka", "svcca", "mutual_knn"]
+    calls = []
+    hook = a.register_forward_pre_hook(lambda module, inputs: calls.append(inputs[0].shape[0]))
+    names = ["linear_cka", "svcca", "mutual_knn", "rbf_cka", "debiased_cka", "procrustes"]
+    many = compare(a, b, x, layers=["conv", "act"], layers_b=["2", "3"], metrics=names, batch_size=7)
+    hook.remove()
+    assert calls == [7, 7, 7, 7, 2]  # one forward pass over the data for all six metrics
+    assert list(many) == names
+    # rbf_cka and mutual_knn (one kernel / neighbour list per layer, shared by the pairs) equal the
+    # metric functions on the captured features
+    fa, fb = capture_activations(a, x, ["act"]), capture_activations(b, x, ["2"])
+    Fa, Fb = fa["act"].reshape(30, -1), fb["2"]
+    assert many["rbf_cka"].loc["act", "2"] == pytest.approx(rbf_cka(Fa, Fb), abs=1e-12)
+    assert many["rbf_cka"].loc["act", "2"] == pytest.approx(dense_rbf_cka(Fa, Fb), abs=1e-12)
+    assert many["mutual_knn"].loc["act", "2"] == mutual_knn(Fa, Fb, k=10)
     for metric, frame in many.items():  # each the same as its own call
         alone = compare(a, b, x, layers=["conv", "act"], layers_b=["2", "3"], metric=metric)
         assert frame.index.name == "layer_a" and frame.columns.name == "layer_b"

@@ -280,13 +280,20 @@ class _RBFKernel:
             med = 2.0 * self.sq.sum() / (n - 1)
         self.scale = 1.0 / (2.0 * sigma_frac**2 * float(med))
 
-    def block(self, start: int, stop: int) -> Tensor:
-        """Rows ``start:stop`` of :math:`K - 1`, shape ``(stop - start, n)``, float64, computed in place."""
-        B = self.Z[start:stop] @ self.Z.T
-        B.mul_(-2.0).add_(self.sq[None, :]).add_(self.sq[start:stop, None]).clamp_min_(0.0)
+    def block(self, start: int, stop: int, rows: int) -> Tensor:
+        """Rows ``start:stop`` of :math:`K - 1`, shape ``(stop - start, n)``, float64, computed in place in
+        a buffer of ``rows`` rows reused from block to block (valid until the next call)."""
+        n = self.Z.shape[0]
+        if getattr(self, "_buf", None) is None or self._buf.shape[0] < rows:
+            self._buf = torch.empty(rows, n, dtype=torch.float64)
+        # -d_ij^2 / 2 sigma^2 = scale (2 x_i.x_j - |x_j|^2) - scale |x_i|^2, one GEMM and one pass
+        s = self.scale
+        B = torch.addmm(self.sq[None, :], self.Z[start:stop], self.Z.T, beta=-s, alpha=2.0 * s,
+                        out=self._buf[: stop - start])
+        B.sub_(self.sq[start:stop, None], alpha=s).clamp_max_(0.0)
         rows = torch.arange(stop - start)
         B[rows, rows + start] = 0.0  # d_ii = 0 exactly (round-off in the Gram formula otherwise)
-        return B.mul_(-self.scale).expm1_()
+        return B.expm1_()
 
 
 def _blocked_cka(kernels_a: Sequence[Any], kernels_b: Sequence[Any], n: int, block: int | None) -> Tensor:
@@ -307,7 +314,7 @@ def _blocked_cka(kernels_a: Sequence[Any], kernels_b: Sequence[Any], n: int, blo
     frob_cross = torch.zeros(na, len(kernels_b), dtype=torch.float64)
     for start in range(0, n, rows):
         stop = min(n, start + rows)
-        blocks = [kern.block(start, stop).reshape(-1) for kern in kernels]
+        blocks = [kern.block(start, stop, rows).reshape(-1) for kern in kernels]
         for i, b in enumerate(blocks):
             sums[i, start:stop] = b.view(stop - start, n).sum(1)
             frob_self[i] += b @ b
@@ -393,9 +400,10 @@ def _knn_indices(Z: Tensor, k: int, block: int | None) -> Tensor:
     Z = Z.div_(torch.linalg.vector_norm(Z, dim=1, keepdim=True).clamp_min(torch.finfo(Z.dtype).tiny))
     rows = _block_rows(n, block)
     out = torch.empty(n, k, dtype=torch.long)
+    buf = torch.empty(rows, n, dtype=Z.dtype)  # reused from block to block
     for start in range(0, n, rows):
         stop = min(n, start + rows)
-        S = Z[start:stop] @ Z.T
+        S = torch.matmul(Z[start:stop], Z.T, out=buf[: stop - start])
         r = torch.arange(stop - start)
         S[r, r + start] = -math.inf
         out[start:stop] = S.topk(k, dim=1).indices
