@@ -11,11 +11,22 @@
 
 Each measurement runs in a fresh process: time = best of repeats, peak memory = growth of the
 process's peak resident set (VmHWM, reset through /proc/self/clear_refs) over its size before the call.
+
+Second part (``--part compare``): every metric of the module on one pair of 10,000 x 512 feature
+matrices (time, CPU time, peak memory; RBF CKA and mutual k-NN also at a second block size, to show the
+value does not depend on it), and ``compare(..., metrics=[all six])`` on two MLPs (64-512-512-512-10,
+seeds 0 and 1, the three ReLU layers of each) over 10,000 inputs in one forward pass. No peer runs in
+this part (torch-cka, the bench extra's only CKA peer, computes one metric and is measured in the
+first part); the yardstick is the physical limit: the float64 GEMM flops each metric needs, at the GEMM
+rate measured in the same run. ``--part linear`` reruns the first part only; each part rewrites its own
+``## `` subsection of the ``cka`` section of BENCHMARKS.md and keeps the other.
 """
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
+import re
 import sys
 import time
 import warnings
@@ -25,7 +36,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _record import machine, record  # noqa: E402
+from _record import TARGET, machine, record  # noqa: E402
 
 N, P, Q = 10_000, 512, 512
 
@@ -119,7 +130,7 @@ def measure(name: str, repeats: int) -> tuple[float, float, float]:
     return out
 
 
-def main() -> None:
+def linear_part() -> str:
     res = {
         name: measure(name, repeats)
         for name, repeats in [
@@ -132,12 +143,7 @@ def main() -> None:
     for k, v in res.items():
         print(f"{k}: {v[0]:.3f} s, CKA {v[1]:.10f}, peak +{v[2] / 2**20:.0f} MiB", flush=True)
 
-    a = torch.randn(2048, 2048, dtype=torch.float64)
-    a @ a
-    t0 = time.perf_counter()
-    for _ in range(3):
-        a @ a
-    gf64 = 3 * 2 * 2048**3 / (time.perf_counter() - t0) / 1e9
+    gf64 = gemm_rate()
     flops = 2 * N * (P * P + Q * Q + P * Q)
 
     def row(ours: str, peer: str) -> str:
@@ -173,8 +179,171 @@ def main() -> None:
             f"of the features ({N * (P + Q) * 8 / 2**20:.0f} MiB in all) plus three 512 x 512 matrices.",
         ]
     )
-    record("cka", md)
-    print(md)
+    return md
+
+
+
+def gemm_rate() -> float:
+    """This machine's float64 GEMM rate (GFLOP/s), 2048 x 2048 products, best of 3."""
+    a = torch.randn(2048, 2048, dtype=torch.float64)
+    a @ a
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 2048**3 / best / 1e9
+
+
+# ---- part 2: every metric, and compare(metrics=[...]) on two MLPs -------------------------------
+
+ALL = ["linear_cka", "debiased_cka", "rbf_cka", "mutual_knn", "procrustes", "svcca"]
+WIDTH, DEPTH, D_IN = 512, 3, 64
+
+
+def metric_flops(name: str, n: int, p: int, q: int) -> float:
+    """float64 GEMM flops of one metric on an (n, p), (n, q) pair, as lmech computes it."""
+    return {
+        "linear_cka": 2 * n * (p * p + q * q + p * q),
+        "debiased_cka": 2 * n * (p * p + q * q + p * q),
+        "rbf_cka": 2 * n * n * (p + q) + 2 * min(n, 2000) ** 2 * (p + q),  # blocked kernels + median subsample
+        "mutual_knn": 2 * n * n * (p + q),
+        "procrustes": 2 * n * p * q,
+        "svcca": 4 * n * (p * p + q * q) + 2 * n * p * q,  # two thin SVDs (~4 n p^2 each) + U_x^T U_y
+    }[name]
+
+
+def _metric_worker(name: str, queue) -> None:
+    from lmech.instruments import similarity as S
+
+    X, Y = features()
+    fn = S.METRICS[name]
+    fn(X[:100], Y[:100])
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status("VmRSS")
+    t0, c0 = time.perf_counter(), time.process_time()
+    value = fn(X, Y)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    peak = _status("VmHWM") - before
+    other = fn(X, Y, block=1000) if name in ("rbf_cka", "mutual_knn") else None
+    queue.put((wall, cpu, peak, value, other))
+
+
+def mlp(seed: int):
+    from torch import nn
+
+    torch.manual_seed(seed)
+    layers, d = [], D_IN
+    for _ in range(DEPTH):
+        layers += [nn.Linear(d, WIDTH), nn.ReLU()]
+        d = WIDTH
+    return nn.Sequential(*layers, nn.Linear(d, 10))
+
+
+def _compare_worker(queue) -> None:
+    from lmech.instruments.similarity import compare
+
+    a, b = mlp(0), mlp(1)
+    x = torch.randn(N, D_IN, generator=torch.Generator().manual_seed(2))
+    relus = [str(2 * i + 1) for i in range(DEPTH)]
+    compare(a, b, x[:50], layers=relus, metrics=ALL)
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status("VmRSS")
+    t0, c0 = time.perf_counter(), time.process_time()
+    frames = compare(a, b, x, layers=relus, metrics=ALL, batch_size=1000)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    peak = _status("VmHWM") - before
+    queue.put((wall, cpu, peak, {m: f.to_numpy().tolist() for m, f in frames.items()}))
+
+
+def _spawn(target, *args):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    out = queue.get()
+    proc.join()
+    return out
+
+
+def compare_part() -> str:
+    gf64 = gemm_rate()
+    rows, total_flops = [], 0.0
+    for name in ALL:
+        wall, cpu, peak, value, other = _spawn(_metric_worker, name)
+        flops = metric_flops(name, N, P, Q)
+        inv = "-" if other is None else f"{abs(value - other):.1e}"
+        rows.append(f"| `{name}` | {value:.6f} | {wall * 1e3:.0f} | {cpu * 1e3:.0f} | {peak / 2**20:.0f} "
+                    f"| {flops / 1e9:.1f} | {flops / gf64 / 1e6:.0f} | {inv} |")
+        print(rows[-1], flush=True)
+    wall, cpu, peak, values = _spawn(_compare_worker)
+    pairs, layers = DEPTH * DEPTH, 2 * DEPTH
+    # per-layer work (linear sums, rbf kernels, neighbour lists) is done once per layer, the rest per pair
+    for name in ALL:
+        per_pair = metric_flops(name, N, WIDTH, WIDTH)
+        if name == "linear_cka":
+            total_flops += 2 * N * (layers * WIDTH**2 + pairs * WIDTH**2)
+        elif name in ("rbf_cka", "mutual_knn"):
+            total_flops += per_pair / 2 * layers
+        else:
+            total_flops += per_pair * pairs
+    diag = {m: [round(values[m][i][i], 3) for i in range(DEPTH)] for m in ALL}
+    nthreads = torch.get_num_threads()
+    return "\n".join([
+        "## Every metric at n = 10,000, and `compare(..., metrics=[...])` on two MLPs",
+        "",
+        f"Machine: {machine()}. No peer in this part (torch-cka computes one metric, measured above); "
+        f"the yardstick is the float64 GEMM work each metric needs at this machine's float64 GEMM rate "
+        f"measured in the same run ({gf64:.0f} GFLOP/s on {nthreads} threads).",
+        "",
+        "One pair, the X, Y above (10,000 x 512 each), each metric in its own process (one call; CPU time "
+        "summed over threads; peak = growth of peak RSS, including the two float64 copies of X and Y, "
+        f"{2 * N * P * 8 / 2**20:.0f} MiB). RBF CKA and mutual k-NN store no n x n matrix: they work on "
+        "blocks of rows (default: 32 MiB of float64 kernel rows at a time); the last column is the change "
+        "of the value with 1000-row blocks instead. RBF CKA's median-distance bandwidth is the median over "
+        "the pairs of a fixed random subset of 2000 examples (all pairs for n <= 2000).",
+        "",
+        "| metric | value | wall (ms) | CPU (ms) | peak (MiB) | GEMM GFLOP | GEMM limit (ms) | change with block 1000 |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"`compare(mlp_a, mlp_b, x, layers=[the 3 ReLUs], metrics=[all six], batch_size=1000)`: two MLPs "
+        f"{D_IN}-{WIDTH}-{WIDTH}-{WIDTH}-10 (PyTorch default init, seeds 0 and 1), x 10,000 x {D_IN} Gaussian, "
+        f"{pairs} layer pairs x 6 metrics from one forward pass: **{wall:.1f} s** wall, {cpu:.1f} s CPU, peak "
+        f"+{peak / 2**20:.0f} MiB (the captured float32 features, {layers * N * WIDTH * 4 / 2**20:.0f} MiB, "
+        f"plus the float64 copies of the {layers} layers that RBF CKA's blocks are computed from, "
+        f"{layers * N * WIDTH * 8 / 2**20:.0f} MiB). Its GEMM work, with the per-layer parts (linear CKA's "
+        "sums, RBF kernels, neighbour lists) done once per layer and the rest per pair: "
+        f"{total_flops / 1e9:.0f} GFLOP, {total_flops / gf64 / 1e9:.1f} s at the measured rate: the physical "
+        "limit of this computation on this machine, which RBF CKA and mutual k-NN (2 n^2 p per layer) "
+        "dominate. Matching layers (diagonals): "
+        + "; ".join(f"{m} {diag[m]}" for m in ALL) + ".",
+    ])
+
+
+def _write(parts: dict[str, str]) -> None:
+    """Rewrite the ``cka`` section with the given ``## `` subsections, keeping the others as they are."""
+    text = TARGET.read_text() if TARGET.exists() else ""
+    m = re.search(r"<!-- bench:cka -->\n(.*?)\n<!-- /bench:cka -->", text, re.S)
+    old = m.group(1) if m else ""
+    chunks = [c for c in re.split(r"(?m)^(?=## )", old) if c.strip()]
+    keys = {"linear": "## Linear CKA", "compare": "## Every metric"}
+    kept = {k: next((c.strip() for c in chunks if c.startswith(h)), "") for k, h in keys.items()}
+    kept.update(parts)
+    record("cka", "\n\n".join(kept[k] for k in keys if kept[k]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=["all", "linear", "compare"], default="all")
+    part = ap.parse_args().part
+    parts = {}
+    if part in ("all", "linear"):
+        parts["linear"] = linear_part()
+    if part in ("all", "compare"):
+        parts["compare"] = compare_part()
+    _write(parts)
+    print("\n\n".join(parts.values()))
 
 
 if __name__ == "__main__":
