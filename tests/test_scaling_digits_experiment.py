@@ -35,3 +35,18 @@ def test_lawbook_run_reports_the_power_law_summary(quick_run):
     spectrum = prediction.series["spectrum"]
     assert float(spectrum.power.sum()) == pytest.approx(1.0, rel=1e-6)  # one-hot: Σ_c y_c² = 1 per digit
     assert np.all(np.diff(spectrum.eigenvalue.to_numpy()) <= 1e-12)
+
+
+def test_the_kernel_is_computed_once_and_is_the_fresh_one():
+    """Prediction and measurement share one kernel per (population, depth, kernel): the second call returns the
+    same read-only arrays, equal bit for bit to a fresh computation (cache cleared); another config's kernel is
+    another matrix."""
+    cfg = X.ScalingDigitsConfig(population=300, sample_sizes=(20, 40, 80), spectrum_modes=(2, 50))
+    X._kernel_matrix.cache_clear()
+    K, Y = X.kernel_matrix(cfg)
+    assert X.kernel_matrix(dataclasses.replace(cfg, seed=5, splits=2))[0] is K  # fields it does not depend on
+    assert not K.flags.writeable and not Y.flags.writeable
+    X._kernel_matrix.cache_clear()
+    K2, Y2 = X.kernel_matrix(cfg)
+    assert K2 is not K and np.array_equal(K2, K) and np.array_equal(Y2, Y)
+    assert not np.array_equal(X.kernel_matrix(dataclasses.replace(cfg, kernel="nngp"))[0], K)

@@ -35,7 +35,8 @@ window; b = 1.28, a − 1 = 0.664 fitted over modes 4-200, summary min(a − 1, 
 judged. The NNGP (``kernel=nngp``): b = 1.48, a − 1 = 0.677, eigenlearning slope 0.763 against a measured
 0.696 (seed 0, −8.7%). The measured errors sit 0-12% below the eigenlearning curve at every n of the window
 (the Gaussian-design assumption of eigenlearning holds only approximately for 1,797 real images), which is
-why the measured exponent is consistently shallower. CPU ≈ 4 s (the 1,797² kernel twice, 78 solves).
+why the measured exponent is consistently shallower. CPU ≈ 4 s (the 1,797² kernel once, shared by
+prediction and measurement; 78 solves).
 Where the power law breaks: below n ≈ 60 six splits scatter the local slope between 0.1
 and 1.1; above n ≈ 640 (a third of the population) the finite population bends the curve down (local slope
 1.0 at n ≈ 1,000, 2.5 at n = 1,280, both measured and predicted).
@@ -47,6 +48,7 @@ the error is measured on.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,13 +93,25 @@ class ScalingDigitsConfig(RunConfig):
 
 
 def kernel_matrix(cfg: ScalingDigitsConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(K, Y): the kernel on the population's standardized digits and their one-hot labels."""
+    """(K, Y): the kernel on the population's standardized digits and their one-hot labels, read-only.
+
+    The prediction and the measurement of one run both need it; it is computed once per (population, depth,
+    kernel), the only fields it depends on (:func:`_kernel_matrix`, a one-entry cache: neither side's result
+    depends on the other's, only on the same deterministic matrix)."""
+    return _kernel_matrix(int(cfg.population), int(cfg.depth), str(cfg.kernel))
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel_matrix(population: int, depth: int, kernel: str) -> tuple[np.ndarray, np.ndarray]:
     from lmech.data.digits import digits
     from lmech.theory.kernels import mlp_kernels
 
-    x, y = digits(cfg.population)
-    nngp, ntk = mlp_kernels(x, None, depth=cfg.depth, activation="relu", weight_std=math.sqrt(2), bias_std=None)
-    return (ntk if cfg.kernel == "ntk" else nngp).numpy(), y.numpy()
+    x, y = digits(population)
+    nngp, ntk = mlp_kernels(x, None, depth=depth, activation="relu", weight_std=math.sqrt(2), bias_std=None)
+    K, Y = (ntk if kernel == "ntk" else nngp).numpy(), y.numpy()
+    K.setflags(write=False)
+    Y.setflags(write=False)
+    return K, Y
 
 
 def _slope(ns, values) -> float:
