@@ -385,15 +385,24 @@ class _Problem:
         self.delta, self.scale = delta, scale
         self.weights: np.ndarray | None = None  # (groups, n) or None
         self.group_of: np.ndarray | None = None  # (problems,) group of each problem
+        self.hold_e = False  # e held at its start: its gradient and Hessian row are zeroed (fixed_E)
 
     def _w(self, rows):
         return None if self.weights is None else self.weights[self.group_of[rows]]
 
     def objective(self, theta, rows):
-        return huber_objective(theta, self.lnN, self.lnD, self.lnL, self._w(rows), self.delta, self.scale)
+        f, g = huber_objective(theta, self.lnN, self.lnD, self.lnL, self._w(rows), self.delta, self.scale)
+        if self.hold_e:
+            g[:, 2] = 0.0
+        return f, g
 
     def hessian(self, theta, rows):
-        return huber_hessian(theta, self.lnN, self.lnD, self.lnL, self._w(rows), self.delta, self.scale)
+        H = huber_hessian(theta, self.lnN, self.lnD, self.lnL, self._w(rows), self.delta, self.scale)
+        if self.hold_e:  # a unit pivot: Newton's step in e is −0/1
+            H[:, 2, :] = 0.0
+            H[:, :, 2] = 0.0
+            H[:, 2, 2] = np.abs(H).max(axis=(1, 2)) + 1.0
+        return H
 
 
 #: Pruning of the batched L-BFGS (see :mod:`lmech.laws.lbfgs`): starts within 10⁻² of a better one are
@@ -429,7 +438,8 @@ def _best_starts(problem: _Problem, x0: np.ndarray, groups: np.ndarray, n_groups
 
 def fit_scaling(N, D, L, *, bootstrap: int = 0, seed: int = 0, delta: float = HUBER_DELTA,
                 starts: np.ndarray | None = None, bootstrap_starts: int = 4, objective_scale: float = 1.0,
-                chunk: int = 100, progress=None, pruning: dict | None = None, groups=None) -> ScalingFit:
+                chunk: int = 100, progress=None, pruning: dict | None = None, groups=None,
+                fixed_E: float | None = None) -> ScalingFit:
     """Fit L(N, D) = E + A/N^α + B/D^β to runs (N_i, D_i, L_i) as Besiroglu et al. 2024 do (module
     docstring): Huber loss (``delta``) on log-loss residuals, L-BFGS from every row of ``starts``
     (default: the 4,500 points of :func:`chinchilla_grid`), Newton polish of the best five ends.
@@ -443,6 +453,9 @@ def fit_scaling(N, D, L, *, bootstrap: int = 0, seed: int = 0, delta: float = HU
     ``PRUNING``; ``{}`` runs every start to convergence). ``groups``: a label per run; runs that share
     one training (e.g. the checkpoints of one model) share its noise, so the bootstrap then resamples
     whole groups (the cluster bootstrap, Davison & Hinkley 1997, §3.8) instead of single runs.
+    ``fixed_E`` > 0: E is not fitted but held at this value (a loss floor known in advance, e.g. 0 up to a
+    negligible ``fixed_E`` for a noise-free target): every start's e = log ``fixed_E`` and the fit (L-BFGS,
+    Newton polish and bootstrap) moves only (a, b, α, β).
     """
     N, D, L = check_runs(N, D, L)
     if not delta > 0:
@@ -454,6 +467,12 @@ def fit_scaling(N, D, L, *, bootstrap: int = 0, seed: int = 0, delta: float = HU
     grid = chinchilla_grid() if starts is None else np.atleast_2d(np.asarray(starts, float))
     if grid.ndim != 2 or grid.shape[1] != 5 or len(grid) == 0:
         raise BadInput("starts", f"an array of shape {grid.shape}", "rows (a, b, e, alpha, beta)")
+    if fixed_E is not None:
+        if not (np.isfinite(fixed_E) and fixed_E > 0):
+            raise BadInput("fixed_E", fixed_E, "a positive finite loss floor (or None to fit E)")
+        grid = grid.copy()
+        grid[:, 2] = np.log(fixed_E)
+        grid = np.unique(grid, axis=0)
     if groups is not None:
         groups = np.asarray(groups)
         if groups.shape != N.shape:
@@ -462,6 +481,7 @@ def fit_scaling(N, D, L, *, bootstrap: int = 0, seed: int = 0, delta: float = HU
     N, D, L = N[order], D[order], L[order]
     cluster = None if groups is None else np.unique(groups[order], return_inverse=True)[1]
     problem = _Problem(N, D, L, delta, objective_scale)
+    problem.hold_e = fixed_E is not None
     pruning = PRUNING if pruning is None else pruning
     theta, fbest, res = _best_starts(problem, grid, np.zeros(len(grid), dtype=np.int64), 1,
                                      pruning=pruning, polish=5)
