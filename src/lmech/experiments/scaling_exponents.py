@@ -525,7 +525,7 @@ class ScalingExponents(Experiment):
                       EXPONENT_TOL, why),
             Criterion("asymmetry", "|(data / model exponent) / (min(a − 1, 2b)/b) − 1|, super-easy tasks",
                       EXPONENT_TOL, "each exponent within ≤ 5%; the summary's ratio 1 is 25% below the predicted 4/3 "
-                                    "at a = 5, b = 3"),
+                                    "at a = 5, b = 3", when="super-easy tasks, a − 1 > b", applies=_super_easy),
             Criterion("gd_curve", "worst N of √mean_t (L_GD / L_population-GD − 1)² (replicate means)", GD_TOL,
                       "P = 64N samples: the sample loss's minimiser is off by ≈ N/P = 1.6% of the floor"),
             Criterion("sgd_curve", "worst N of √mean_t (L_SGD / L_Volterra − 1)² (replicate × chain means)", SGD_TOL,

@@ -17,7 +17,8 @@ and :math:`B_\text{simple} \approx \mathcal{S}/|\mathcal{G}|^2`, averaging numer
 denominator over many batches before taking the ratio (the ratio of averages is consistent; each
 average is unbiased).
 
-**The Hessian-weighted noise scale** (Sec. 2.1, eq. 2.7 of the same paper)
+**The Hessian-weighted noise scale** (§2.2, eq. 2.8 of the same paper; numbers not verified against the
+paper's text, see :mod:`lmech.experiments.critical_batch`)
 
 .. math:: B_\text{noise} = \frac{\operatorname{tr}(H\Sigma)}{G^\top H G},
 
@@ -125,7 +126,7 @@ def noise_scale_from_quadratic_forms(quad_small, quad_big, b_small: int, b_big: 
     :math:`G_{B_s}^\top H G_{B_s}` and :math:`G_{B_b}^\top H G_{B_b}` of minibatch gradients (floats or
     equal-length sequences, one pair per draw), then :math:`B_\text{noise}`: the estimator of Appendix A.1
     with :math:`\mathbb{E}\,G_B^\top H G_B = G^\top H G + \operatorname{tr}(H\Sigma)/B` in place of
-    :math:`\mathbb{E}|G_B|^2 = |G|^2 + \operatorname{tr}\Sigma/B` (McCandlish et al. 2018, eq. 2.7).
+    :math:`\mathbb{E}|G_B|^2 = |G|^2 + \operatorname{tr}\Sigma/B` (McCandlish et al. 2018, §2.2 and App. A.1).
     ``simple`` (optional) is the :math:`B_\text{simple}` of the same draws, kept beside it.
     """
     b_small, b_big = _check_sizes(b_small, b_big)
@@ -276,7 +277,7 @@ def exact_hessian_noise_scale(
     model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], inputs: Tensor, targets: Tensor
 ) -> HessianNoiseScale:
     r"""The exact :math:`B_\text{noise} = \operatorname{tr}(H\Sigma)/G^\top H G` of the empirical distribution
-    (McCandlish et al. 2018, eq. 2.7), and :math:`B_\text{simple}` of the same gradients (``.simple``).
+    (McCandlish et al. 2018, eq. 2.8), and :math:`B_\text{simple}` of the same gradients (``.simple``).
 
     :math:`G = \frac1N\sum_n g_n`, :math:`\Sigma = \frac1N\sum_n (g_n - G)(g_n - G)^\top` from the
     per-example gradients, :math:`H` the Hessian of the loss on all the data. With :math:`P` parameters
