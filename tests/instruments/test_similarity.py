@@ -387,6 +387,15 @@ def test_compare_several_metrics_in_one_pass():
     assert many["rbf_cka"].loc["act", "2"] == pytest.approx(rbf_cka(Fa, Fb), abs=1e-12)
     assert many["rbf_cka"].loc["act", "2"] == pytest.approx(dense_rbf_cka(Fa, Fb), abs=1e-12)
     assert many["mutual_knn"].loc["act", "2"] == mutual_knn(Fa, Fb, k=10)
+    # procrustes and svcca come from streamed second moments (X^T X, Y^T Y, Y^T X, sums; SVCCA's bases
+    # from eigh of X_c^T X_c, which squares the condition number: ~1e2 here, so 1e-9 is far above the
+    # ~1e-12 round-off) and equal the functions (SVD of the centred features) on every pair, including
+    # the conv layer's 75 features on 30 examples (rank 29)
+    fa, fb = capture_activations(a, x, ["conv", "act"]), capture_activations(b, x, ["2", "3"])
+    for ka, kb in itertools.product(["conv", "act"], ["2", "3"]):
+        Fa, Fb = fa[ka].reshape(30, -1), fb[kb]
+        assert many["procrustes"].loc[ka, kb] == pytest.approx(procrustes_distance(Fa, Fb), abs=1e-10)
+        assert many["svcca"].loc[ka, kb] == pytest.approx(svcca(Fa, Fb), abs=1e-9)
     for metric, frame in many.items():  # each the same as its own call
         alone = compare(a, b, x, layers=["conv", "act"], layers_b=["2", "3"], metric=metric)
         assert frame.index.name == "layer_a" and frame.columns.name == "layer_b"

@@ -571,12 +571,46 @@ class _LinearCKAAccumulator:
     def _centred(self, key_a: tuple[str, str], key_b: tuple[str, str], M: Tensor) -> Tensor:
         return M - torch.outer(self.sums[key_b], self.sums[key_a]) / self.n
 
+    def _gram(self, key: tuple[str, str]) -> Tensor:
+        return self._centred(key, key, self.grams[key])
+
     def result(self, ka: str, kb: str) -> float:
-        xx = self._centred(("a", ka), ("a", ka), self.grams[("a", ka)])
-        yy = self._centred(("b", kb), ("b", kb), self.grams[("b", kb)])
+        xx, yy = self._gram(("a", ka)), self._gram(("b", kb))
         yx = self._centred(("a", ka), ("b", kb), self.cross[(ka, kb)])
         den = torch.linalg.matrix_norm(xx) * torch.linalg.matrix_norm(yy)
         return _ratio(torch.linalg.matrix_norm(yx) ** 2, den)
+
+    def procrustes(self, ka: str, kb: str) -> float:
+        r"""Angular Procrustes distance (:func:`procrustes_distance`) from the centred moments:
+        :math:`\arccos(\|X_c^\top Y_c\|_* / \sqrt{\mathrm{tr}(X_c^\top X_c)\,\mathrm{tr}(Y_c^\top Y_c)})`."""
+        nx2, ny2 = torch.trace(self._gram(("a", ka))), torch.trace(self._gram(("b", kb)))
+        yx = self._centred(("a", ka), ("b", kb), self.cross[(ka, kb)])
+        return math.acos(float((torch.linalg.svdvals(yx).sum() / torch.sqrt(nx2 * ny2)).clamp(-1.0, 1.0)))
+
+    def _whitener(self, key: tuple[str, str], keep_variance: float) -> Tensor:
+        r""":math:`V_r S_r^{-1}` with :math:`X_c^\top X_c = V S^2 V^\top` (eigh), ``r`` directions: those
+        above round-off (:math:`s_i^2 > s_1^2 \max(n, p)\,\epsilon`), then the fewest explaining
+        ``keep_variance`` of the variance (as :func:`svcca`). :math:`X_c V_r S_r^{-1} = U_r`, the
+        orthonormal basis :func:`svcca` takes from the SVD of :math:`X_c`."""
+        cache = self.__dict__.setdefault("_whiteners", {})
+        if key not in cache:
+            lam, V = torch.linalg.eigh(self._gram(key))
+            lam, V = lam.flip(0).clamp_min(0.0), V.flip(1)
+            rank = int((lam > lam[0] * max(self.n, lam.numel()) * torch.finfo(lam.dtype).eps).sum())
+            frac = torch.cumsum(lam, 0) / lam.sum()
+            rank = min(rank, int((frac < keep_variance - 1e-12).sum()) + 1)
+            cache[key] = V[:, :rank] / lam[:rank].sqrt()
+        return cache[key]
+
+    def svcca(self, ka: str, kb: str, keep_variance: float = 0.99) -> float:
+        r"""SVCCA (:func:`svcca`) from the centred moments: the mean singular value of
+        :math:`U_{X,r}^\top U_{Y,r} = S_{X,r}^{-1}V_{X,r}^\top X_c^\top Y_c V_{Y,r} S_{Y,r}^{-1}`. The
+        eigendecomposition squares the condition number: directions with :math:`s_i/s_1 \gtrsim 10^{-4}`
+        (all kept ones, for features whose 99% variance is not carried by a direction a thousand times
+        smaller than the largest) keep ~8 or more correct digits."""
+        wx, wy = self._whitener(("a", ka), keep_variance), self._whitener(("b", kb), keep_variance)
+        yx = self._centred(("a", ka), ("b", kb), self.cross[(ka, kb)])
+        return float(torch.linalg.svdvals(wx.T @ yx.T @ wy).clamp(0.0, 1.0).mean())
 
 
 def _batches(data: Any, batch_size: int | None) -> Iterable[Tensor]:
@@ -624,9 +658,11 @@ def compare(
     Returns:
         A pandas DataFrame, index = layers of ``model_a`` (``"layer_a"``), columns = layers of
         ``model_b`` (``"layer_b"``); with ``metrics``, a dict ``{metric: DataFrame}`` in the order given.
-        ``"linear_cka"`` accumulates its cross-products over batches (memory independent of ``n``,
-        quadratic in the layers' widths); the other metrics collect all features first (as given, e.g.
-        float32: ``n * width * 4`` bytes per layer). ``"rbf_cka"`` (default bandwidth, ``sigma_frac``
+        ``"linear_cka"``, ``"procrustes"`` and ``"svcca"`` come from second moments accumulated over
+        batches (:math:`X^\top X`, :math:`Y^\top Y`, :math:`Y^\top X`, column sums: memory independent of
+        ``n``, quadratic in the layers' widths; SVCCA's bases from the eigendecomposition of
+        :math:`X_c^\top X_c`, once per layer); ``"debiased_cka"``, ``"rbf_cka"`` and ``"mutual_knn"``
+        collect all features first (as given, e.g. float32: ``n * width * 4`` bytes per layer). ``"rbf_cka"`` (default bandwidth, ``sigma_frac``
         0.8) computes each layer's kernel once, block by block, and accumulates all layer pairs from the
         same blocks (:func:`rbf_cka`); ``"mutual_knn"`` (``k = 10``) finds each layer's neighbours once
         (:func:`mutual_knn`); neither stores an ``n x n`` matrix.
@@ -653,8 +689,9 @@ def compare(
             raise BadInput(name, type(model).__name__, "a torch.nn.Module")
     names_b = layers_b if layers_b is not None else layers
 
-    acc = _LinearCKAAccumulator() if "linear_cka" in requested else None
-    collect = any(m != "linear_cka" for m in requested)
+    moments = {"linear_cka", "procrustes", "svcca"}  # from streamed second moments (feature space)
+    acc = _LinearCKAAccumulator() if moments & set(requested) else None
+    collect = any(m not in moments for m in requested)
     collected_a: dict[str, list[Tensor]] = {}
     collected_b: dict[str, list[Tensor]] = {}
     first_a: dict[str, Tensor] = {}
@@ -693,8 +730,8 @@ def compare(
         if constant:
             raise BadInput(side, constant, "layers whose outputs vary over the examples (these are the same for "
                            "every example: their similarity to anything is undefined)")
-    A = {k: torch.cat(v) for k, v in collected_a.items()}
-    B = {k: torch.cat(v) for k, v in collected_b.items()}
+    A = {k: torch.cat(collected_a.pop(k)) for k in list(collected_a)}  # the chunks freed one layer at a time
+    B = {k: torch.cat(collected_b.pop(k)) for k in list(collected_b)}
     if acc is not None:
         la, lb = [k for (side, k) in acc.grams if side == "a"], [k for (side, k) in acc.grams if side == "b"]
     else:
@@ -703,6 +740,10 @@ def compare(
     for m in requested:
         if m == "linear_cka":
             values = [[acc.result(ka, kb) for kb in lb] for ka in la]
+        elif m == "procrustes":
+            values = [[acc.procrustes(ka, kb) for kb in lb] for ka in la]
+        elif m == "svcca":
+            values = [[acc.svcca(ka, kb) for kb in lb] for ka in la]
         elif m == "rbf_cka":  # one kernel per layer (not per pair), all pairs accumulated block by block
             kernels_a = [_RBFKernel(_matrix(ka, A[ka]), 0.8, MEDIAN_SAMPLE) for ka in la]
             kernels_b = [_RBFKernel(_matrix(kb, B[kb]), 0.8, MEDIAN_SAMPLE) for kb in lb]
