@@ -396,6 +396,11 @@ def test_compare_several_metrics_in_one_pass():
         Fa, Fb = fa[ka].reshape(30, -1), fb[kb]
         assert many["procrustes"].loc[ka, kb] == pytest.approx(procrustes_distance(Fa, Fb), abs=1e-10)
         assert many["svcca"].loc[ka, kb] == pytest.approx(svcca(Fa, Fb), abs=1e-9)
+        # debiased CKA from streamed sums (k.l, sum_i k_i y_i, ...) against the function: float64
+        # sums of O(n p q) terms reordered, 1e-10 as for the feature-space form
+        assert many["debiased_cka"].loc[ka, kb] == pytest.approx(debiased_cka(Fa, Fb), abs=1e-10)
+    with pytest.raises(BadInput, match="n >= 4"):
+        compare(a, b, x[:3], layers=["act"], layers_b=["2"], metric="debiased_cka")
     for metric, frame in many.items():  # each the same as its own call
         alone = compare(a, b, x, layers=["conv", "act"], layers_b=["2", "3"], metric=metric)
         assert frame.index.name == "layer_a" and frame.columns.name == "layer_b"

@@ -539,10 +539,19 @@ class _LinearCKAAccumulator:
     Each layer's features are shifted by the mean of its first chunk before accumulation (a shift does
     not change centred statistics and keeps :math:`X^\top X - s s^\top/n` well conditioned). Memory is
     :math:`O(\sum p_a^2 + \sum q_b^2 + \sum p_a q_b)`, independent of :math:`n`.
+
+    With ``unbiased=True`` it also streams what the unbiased HSIC of the linear kernels needs beyond
+    these (:func:`_unbiased_linear_hsic`), with :math:`k_i = \|x_i\|^2`, :math:`l_i = \|y_i\|^2`:
+    :math:`k\cdot l`, :math:`\sum_i k_i y_i` and :math:`\sum_i l_i x_i` per pair (:math:`k\cdot k` and
+    :math:`\sum_i k_i x_i` per layer), so debiased CKA needs no stored features either.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, unbiased: bool = False) -> None:
         self.n = 0
+        self.unbiased = unbiased
+        self.norms: dict[tuple[str, str], Tensor] = {}  # this chunk's k_i, per layer
+        self.kk: dict[Any, Tensor] = {}  # sum_i k_i l_i, per pair (ka, kb) and per layer key
+        self.kx: dict[Any, Tensor] = {}  # sum_i k_i y_i ("b" side) and sum_i l_i x_i, per pair; per layer
         self.shift: dict[tuple[str, str], Tensor] = {}
         self.sums: dict[tuple[str, str], Tensor] = {}
         self.grams: dict[tuple[str, str], Tensor] = {}
@@ -557,7 +566,15 @@ class _LinearCKAAccumulator:
         F = F - self.shift[key]
         self.sums[key] += F.sum(0)
         self.grams[key] += F.T @ F
+        if self.unbiased:
+            k = self.norms[key] = (F * F).sum(1)
+            self._add(self.kk, key, k @ k)
+            self._add(self.kx, key, F.T @ k)
         return F
+
+    @staticmethod
+    def _add(store: dict[Any, Tensor], key: Any, value: Tensor) -> None:
+        store[key] = store[key] + value if key in store else value
 
     def update(self, feats_a: dict[str, Tensor], feats_b: dict[str, Tensor]) -> None:
         A = {k: self._prep(("a", k), v) for k, v in feats_a.items()}
@@ -566,6 +583,11 @@ class _LinearCKAAccumulator:
             for kb, Fb in B.items():
                 c = Fb.T @ Fa
                 self.cross[(ka, kb)] = self.cross[(ka, kb)] + c if (ka, kb) in self.cross else c
+                if self.unbiased:
+                    k, l = self.norms[("a", ka)], self.norms[("b", kb)]
+                    self._add(self.kk, (ka, kb), k @ l)
+                    self._add(self.kx, (ka, kb, "b"), Fb.T @ k)
+                    self._add(self.kx, (ka, kb, "a"), Fa.T @ l)
         self.n += next(iter(A.values())).shape[0]
 
     def _centred(self, key_a: tuple[str, str], key_b: tuple[str, str], M: Tensor) -> Tensor:
@@ -601,6 +623,36 @@ class _LinearCKAAccumulator:
             rank = min(rank, int((frac < keep_variance - 1e-12).sum()) + 1)
             cache[key] = V[:, :rank] / lam[:rank].sqrt()
         return cache[key]
+
+    def _unbiased_hsic(self, C: Tensor, kl: Tensor, sa: Tensor, sb: Tensor, tra: Tensor, trb: Tensor,
+                       ky: Tensor, lx: Tensor) -> Tensor:
+        r"""The unbiased HSIC (Song et al. 2012) of :func:`_unbiased_linear_hsic`, from streamed sums:
+        :math:`C = Y^\top X`, :math:`k\cdot l`, column sums :math:`s_X, s_Y`, :math:`\sum k = \mathrm{tr}
+        X^\top X`, :math:`\sum_i k_i y_i`, :math:`\sum_i l_i x_i`:
+        :math:`\mathbf 1^\top\tilde K\tilde L\mathbf 1 = s_Y^\top C s_X - s_Y\cdot\sum_i k_i y_i
+        - s_X\cdot\sum_i l_i x_i + k\cdot l`."""
+        n = self.n
+        tr = torch.linalg.matrix_norm(C) ** 2 - kl
+        k1l1 = sb @ C @ sa - sb @ ky - sa @ lx + kl
+        val = tr + (sa @ sa - tra) * (sb @ sb - trb) / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * k1l1
+        return val / (n * (n - 3))
+
+    def _self_unbiased(self, key: tuple[str, str]) -> Tensor:
+        s, G = self.sums[key], self.grams[key]
+        h = self._unbiased_hsic(G, self.kk[key], s, s, torch.trace(G), torch.trace(G), self.kx[key], self.kx[key])
+        if not h > 0:
+            raise BadInput("layers" if key[0] == "a" else "layers_b",
+                           f"{key[1]!r}: unbiased HSIC with itself = {float(h):.3g} on n = {self.n}",
+                           "a positive self-HSIC: more examples for the debiased estimator, or linear_cka")
+        return h
+
+    def debiased(self, ka: str, kb: str) -> float:
+        """Debiased linear CKA (:func:`debiased_cka`) from the streamed sums (``unbiased=True``)."""
+        A, B = ("a", ka), ("b", kb)
+        Ga, Gb = self.grams[A], self.grams[B]
+        kl = self._unbiased_hsic(self.cross[(ka, kb)], self.kk[(ka, kb)], self.sums[A], self.sums[B],
+                                 torch.trace(Ga), torch.trace(Gb), self.kx[(ka, kb, "b")], self.kx[(ka, kb, "a")])
+        return float(kl / torch.sqrt(self._self_unbiased(A) * self._self_unbiased(B)))
 
     def svcca(self, ka: str, kb: str, keep_variance: float = 0.99) -> float:
         r"""SVCCA (:func:`svcca`) from the centred moments: the mean singular value of
@@ -658,11 +710,11 @@ def compare(
     Returns:
         A pandas DataFrame, index = layers of ``model_a`` (``"layer_a"``), columns = layers of
         ``model_b`` (``"layer_b"``); with ``metrics``, a dict ``{metric: DataFrame}`` in the order given.
-        ``"linear_cka"``, ``"procrustes"`` and ``"svcca"`` come from second moments accumulated over
-        batches (:math:`X^\top X`, :math:`Y^\top Y`, :math:`Y^\top X`, column sums: memory independent of
-        ``n``, quadratic in the layers' widths; SVCCA's bases from the eigendecomposition of
-        :math:`X_c^\top X_c`, once per layer); ``"debiased_cka"``, ``"rbf_cka"`` and ``"mutual_knn"``
-        collect all features first (as given, e.g. float32: ``n * width * 4`` bytes per layer). ``"rbf_cka"`` (default bandwidth, ``sigma_frac``
+        ``"linear_cka"``, ``"debiased_cka"``, ``"procrustes"`` and ``"svcca"`` come from sums accumulated
+        over batches (:math:`X^\top X`, :math:`Y^\top Y`, :math:`Y^\top X`, column sums, and for the
+        debiased estimator row-norm-weighted sums: memory independent of ``n``, quadratic in the layers'
+        widths; SVCCA's bases from the eigendecomposition of :math:`X_c^\top X_c`, once per layer);
+        ``"rbf_cka"`` and ``"mutual_knn"`` collect all features first (as given, e.g. float32: ``n * width * 4`` bytes per layer). ``"rbf_cka"`` (default bandwidth, ``sigma_frac``
         0.8) computes each layer's kernel once, block by block, and accumulates all layer pairs from the
         same blocks (:func:`rbf_cka`); ``"mutual_knn"`` (``k = 10``) finds each layer's neighbours once
         (:func:`mutual_knn`); neither stores an ``n x n`` matrix.
@@ -689,8 +741,8 @@ def compare(
             raise BadInput(name, type(model).__name__, "a torch.nn.Module")
     names_b = layers_b if layers_b is not None else layers
 
-    moments = {"linear_cka", "procrustes", "svcca"}  # from streamed second moments (feature space)
-    acc = _LinearCKAAccumulator() if moments & set(requested) else None
+    moments = {"linear_cka", "procrustes", "svcca", "debiased_cka"}  # from streamed sums (feature space)
+    acc = _LinearCKAAccumulator(unbiased="debiased_cka" in requested) if moments & set(requested) else None
     collect = any(m not in moments for m in requested)
     collected_a: dict[str, list[Tensor]] = {}
     collected_b: dict[str, list[Tensor]] = {}
@@ -744,6 +796,10 @@ def compare(
             values = [[acc.procrustes(ka, kb) for kb in lb] for ka in la]
         elif m == "svcca":
             values = [[acc.svcca(ka, kb) for kb in lb] for ka in la]
+        elif m == "debiased_cka":
+            if seen < 4:
+                raise BadInput("data", f"{seen} examples", "n >= 4 examples for the debiased (unbiased HSIC) CKA")
+            values = [[acc.debiased(ka, kb) for kb in lb] for ka in la]
         elif m == "rbf_cka":  # one kernel per layer (not per pair), all pairs accumulated block by block
             kernels_a = [_RBFKernel(_matrix(ka, A[ka]), 0.8, MEDIAN_SAMPLE) for ka in la]
             kernels_b = [_RBFKernel(_matrix(kb, B[kb]), 0.8, MEDIAN_SAMPLE) for kb in lb]
