@@ -84,6 +84,7 @@ import torch
 from torch import nn
 
 from lmech.config import MAX_ELEMENTS, MAX_PARAMETERS, MAX_STEPS, check_budget, spec
+from lmech.data.corpus import TOKENIZATIONS
 from lmech.devices import resolve_device
 from lmech.errors import BadInput
 from lmech.experiments.base import Counterexample, Criterion, Experiment, Progress, Result
@@ -134,6 +135,8 @@ class MuTransferConfig(PointsConfig):
     n_head: int = spec(2, "attention heads (transformer; the head dimension grows with width)", min=1, max=64)
     block_size: int = spec(16, "tokens per sequence (transformer)", min=2, max=256)
     corpus_bytes: int = spec(200_000, "bytes of docstrings collected (transformer)", min=2_000, max=5_000_000)
+    tokenization: str = spec("byte", "tokens of the docstring corpus (transformer): bytes (vocabulary 256) or the "
+                             "corpus's characters (vocabulary: those that occur, 95 at 200 kB)", choices=TOKENIZATIONS)
     eval_windows: int = spec(64, "training windows on which the final loss is measured (transformer)", min=1,
                              max=4096)
 
@@ -147,7 +150,7 @@ class MuTransferConfig(PointsConfig):
             params = DIGITS_FEATURES * widest + (self.depth - 1) * widest**2 + widest * DIGITS_CLASSES
             tokens = self.batch_size
         else:
-            params = 12 * self.depth * widest**2 + 2 * 256 * widest + self.block_size * widest
+            params = 12 * self.depth * widest**2 + 2 * 256 * widest + self.block_size * widest  # at most 256 tokens
             tokens = self.batch_size * self.block_size
         k = len(self.log2_lrs)
         check_budget("widths", self.widths, params * k, MAX_PARAMETERS,
@@ -190,7 +193,7 @@ def network(config: MuTransferConfig, parametrization: str, width: int):
         return net.to(resolve_device(config.device)), p.table
     from lmech.models.transformer import TinyTransformer
 
-    net = TinyTransformer(vocab_size=256, block_size=config.block_size, width=width, depth=config.depth,
+    net = TinyTransformer(vocab_size=corpus(config).vocab_size, block_size=config.block_size, width=width, depth=config.depth,
                           n_head=config.n_head, parametrization=parametrization, base_width=config.base_width,
                           seed=seed, device=resolve_device(config.device))
     return net, net.param_table
@@ -212,18 +215,23 @@ def digits_data(n_samples: int, batch_size: int, seed: int):
     return batches, (x, y)
 
 
+def corpus(config: MuTransferConfig):
+    """The docstring corpus of a transformer config (:func:`lmech.data.corpus.load_corpus`, cached per process)."""
+    from lmech.data.corpus import load_corpus
+
+    return load_corpus("docstrings", config.tokenization, config.corpus_bytes)
+
+
 def data(config: MuTransferConfig):
     """(batches(), eval batch): a generator of training batches (seeded by the run's seed, the same sequence
     for every network) and the fixed batch on which the final training loss is measured."""
     if config.model == "mlp":
         return digits_data(config.n_samples, config.batch_size, config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    from lmech.data.corpus import load_corpus
-
-    corpus = load_corpus("docstrings", "byte", config.corpus_bytes)
-    evaluation = corpus.batch("train", config.eval_windows, config.block_size,
+    text = corpus(config)
+    evaluation = text.batch("train", config.eval_windows, config.block_size,
                               torch.Generator().manual_seed(config.seed + 1))
-    return (lambda: corpus.batch("train", config.batch_size, config.block_size, gen)), evaluation
+    return (lambda: text.batch("train", config.batch_size, config.block_size, gen)), evaluation
 
 
 def learning_rate_curve(config: MuTransferConfig, parametrization: str, width: int) -> pd.DataFrame:
