@@ -134,7 +134,24 @@ def test_wider_is_worse_is_a_violation():
     ({"parametrizations": ("sp", "sp")}, "parametrizations"),
     ({"model": "transformer", "widths": (16, 66), "n_head": 4}, "widths"),
     ({"batch_size": 300}, "batch_size"),
+    ({"model": "transformer", "widths": (8, 128), "base_width": 8, "tokenization": "word"}, "tokenization"),
 ])
 def test_bad_configs_are_refused_before_any_work(changes, field):
     with pytest.raises(BadInput, match=field):
         _smoke(**changes)
+
+
+def test_char_tokens_size_the_transformer_to_the_corpus_vocabulary():
+    from lmech.data.corpus import load_corpus
+
+    config = _smoke(model="transformer", widths=(8, 128), base_width=8, depth=1, block_size=8, batch_size=2,
+                    eval_windows=2, corpus_bytes=2_000, tokenization="char")
+    corpus = load_corpus("docstrings", "char", 2_000)
+    assert corpus.vocab_size < 256  # the characters that occur, not the 256 bytes
+    net, _ = network(config, "mup", 8)
+    assert net.lm_head.out_features == net.wte.num_embeddings == corpus.vocab_size
+    batches, (x, y) = data(config)
+    tokens = torch.cat([*batches(), x, y]).flatten()
+    assert int(tokens.max()) < corpus.vocab_size and x.shape == (2, 8)
+    # the same text as bytes: the byte model reads 256 tokens
+    assert network(dataclasses.replace(config, tokenization="byte"), "mup", 8)[0].lm_head.out_features == 256
