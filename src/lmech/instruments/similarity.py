@@ -789,7 +789,9 @@ def compare(
     else:
         la, lb = list(A), list(B)
     frames = {}
-    for m in requested:
+    # mutual_knn before rbf_cka: RBF CKA's float64 copies of the layers replace the captured features,
+    # which nothing needs after it (so the features and the copies are not all held at once)
+    for m in sorted(requested, key=lambda m: m == "rbf_cka"):
         if m == "linear_cka":
             values = [[acc.result(ka, kb) for kb in lb] for ka in la]
         elif m == "procrustes":
@@ -801,8 +803,8 @@ def compare(
                 raise BadInput("data", f"{seen} examples", "n >= 4 examples for the debiased (unbiased HSIC) CKA")
             values = [[acc.debiased(ka, kb) for kb in lb] for ka in la]
         elif m == "rbf_cka":  # one kernel per layer (not per pair), all pairs accumulated block by block
-            kernels_a = [_RBFKernel(_matrix(ka, A[ka]), 0.8, MEDIAN_SAMPLE) for ka in la]
-            kernels_b = [_RBFKernel(_matrix(kb, B[kb]), 0.8, MEDIAN_SAMPLE) for kb in lb]
+            kernels_a = [_RBFKernel(_matrix(ka, A.pop(ka)), 0.8, MEDIAN_SAMPLE) for ka in la]
+            kernels_b = [_RBFKernel(_matrix(kb, B.pop(kb)), 0.8, MEDIAN_SAMPLE) for kb in lb]
             values = _blocked_cka(kernels_a, kernels_b, seen, None).tolist()
             del kernels_a, kernels_b
         elif m == "mutual_knn":  # one neighbour list per layer, overlaps per pair
@@ -813,4 +815,5 @@ def compare(
         else:
             values = [[METRICS[m](A[ka], B[kb]) for kb in lb] for ka in la]
         frames[m] = pd.DataFrame(values, index=pd.Index(la, name="layer_a"), columns=pd.Index(lb, name="layer_b"))
+    frames = {m: frames[m] for m in requested}
     return frames if metrics is not None else frames[metric]
