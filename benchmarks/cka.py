@@ -323,10 +323,11 @@ def compare_part() -> str:
         "Linear and debiased CKA, Procrustes and SVCCA come from sums streamed over the batches (X^T X per "
         "layer, Y^T X per pair, and row-norm-weighted sums): no features are stored and the memory does not "
         "grow with n. RBF CKA and mutual k-NN need all the examples: the captured float32 features "
-        f"({layers * N * WIDTH * 4 / 2**20:.0f} MiB here) are kept, and RBF CKA makes float64 copies of every "
-        f"layer ({layers * N * WIDTH * 8 / 2**20:.0f} MiB) to compute all the layers' kernel blocks "
-        "together, each kernel once (2 n^2 p flops per layer, as is each layer's neighbour search): these two "
-        "metrics are the GEMM limit's bulk. Matching layers (diagonals): "
+        f"({layers * N * WIDTH * 4 / 2**20:.0f} MiB here) are kept for the neighbour search, then replaced by "
+        f"RBF CKA's float64 copies of every layer ({layers * N * WIDTH * 8 / 2**20:.0f} MiB), from which all "
+        "the layers' kernel blocks are computed together, each kernel once (2 n^2 p flops per layer, as is "
+        "each layer's neighbour search): these two metrics are the GEMM limit's bulk and the peak memory's. "
+        "Matching layers (diagonals): "
         + "; ".join(f"{m} {diag[m]}" for m in ALL) + ".",
     ])
 
