@@ -19,7 +19,7 @@ numbers of rows (examples), NaN or inf features, a representation that is the sa
 No measure forms an ``n x n`` matrix: linear and debiased CKA, Procrustes and SVCCA work in feature
 space (``p x q`` products, thin SVDs), RBF CKA and mutual k-NN on blocks of rows of the kernel /
 similarity matrix (about 32 MiB at a time): at ``n = 10,000`` examples of width 512 each takes at most
-a few CPU seconds and under 250 MiB of peak memory, the float64 copies of the inputs included
+a few CPU seconds and under 300 MiB of peak memory (RSS growth), the float64 copies of the inputs included
 (``benchmarks/cka.py``, BENCHMARKS.md).
 """
 
