@@ -6,6 +6,7 @@ against training alone, and what the quick run reports."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from lmech.experiments.representation_convergence import (
     METRICS,
     QUICK,
     ConvergenceConfig,
+    _seeds,
     build_replicas,
     identification,
     representations,
@@ -29,6 +31,7 @@ from lmech.experiments.representation_convergence import (
     within_tables,
 )
 from lmech.instruments import similarity as S
+from lmech.models.cnn import SmallCNN
 
 
 def _reps(seed: int = 0, k: int = 3, depth: int = 3, n: int = 60, p: int = 7) -> list[list[torch.Tensor]]:
@@ -159,6 +162,57 @@ def test_estimator_choice_and_what_is_compared():
     tokens = torch.randint(0, 256, (3, 5), generator=torch.Generator().manual_seed(4))
     reps = representations(models, tokens, config)
     assert [X.shape for X in reps[0]] == [(15, 8), (15, 8)]
+
+
+def test_pooled_cnn_and_what_is_compared():
+    # SmallCNN(pool=True): a 2x2 max-pool between convolutions (8 -> 4 -> 2), written out here layer by layer
+    config = ConvergenceConfig(architecture="cnn", replicas=2, depth=3, width=4, pool=True)
+    models = build_replicas(config)
+    m = models[0]
+    x = torch.randn(30, 64, generator=torch.Generator().manual_seed(3))
+    mp = torch.nn.functional.max_pool2d
+    h1 = torch.relu(m.input(x.reshape(30, 1, 8, 8)))
+    h2 = torch.relu(m.hidden[0](mp(h1, 2)))
+    h3 = torch.relu(m.hidden[1](mp(h2, 2)))
+    torch.testing.assert_close(m(x), m.readout(h3.mean((2, 3))))
+    # compared: each layer as the next one reads it (max-pooled), the last unpooled: 4x4, 2x2, 2x2 grids
+    reps = representations(models, x, config)
+    for got, want in zip(reps[0], (mp(h1, 2), mp(h2, 2), h3)):
+        want = want.flatten(1).double()
+        torch.testing.assert_close(got, want - want.mean(0), rtol=1e-5, atol=1e-6)
+    assert [X.shape[1] for X in reps[0]] == [64, 16, 16] and config.features == 64
+    # the pools have no parameters: the same state dict as without them
+    plain = SmallCNN(width=4, depth=3, seed=0)
+    assert list(plain.state_dict()) == list(m.state_dict())
+    with pytest.raises(BadInput, match="depth"):
+        SmallCNN(width=4, depth=5, pool=True)  # 8 -> 4 -> 2 -> 1 -> nothing left to pool
+
+
+def test_cosine_decay_against_torch_adam():
+    # decay=True: lr_t = lr (1 + cos(pi (t - 1)/T))/2, checked against torch.optim.Adam with a LambdaLR schedule
+    # on the same minibatches (one replica)
+    config = ConvergenceConfig(replicas=1, depth=2, width=16, steps=12, batch_size=32, n_train=200, shift=0,
+                               lr=1e-2, decay=True)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(200, 64, generator=g), torch.randint(0, 10, (200,), generator=g)
+    ours = build_replicas(config)
+    train_replicas(ours, x, y, config, NullProgress())
+    ref = build_replicas(config)[0]
+    opt = torch.optim.Adam(ref.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / config.steps)))
+    gen = torch.Generator().manual_seed(_seeds(config.seed + 2, 1)[0])
+    for _ in range(config.steps):
+        idx = torch.randint(0, 200, (config.batch_size,), generator=gen)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(ref(x[idx]), y[idx]).backward()
+        opt.step()
+        sched.step()
+    for (name, p), q in zip(ours[0].named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
+    # and the schedule matters: without it the weights end elsewhere
+    const = build_replicas(config)
+    train_replicas(const, x, y, replace(config, decay=False), NullProgress())
+    assert not torch.allclose(const[0].layers[0].weight, ours[0].layers[0].weight, atol=1e-4)
 
 
 def test_batched_transformer_training_is_one_adam_per_replica():

@@ -131,7 +131,7 @@ ESTIMATORS = {"biased": "linear_cka", "debiased": "debiased_cka"}
 #: ``estimator="auto"`` judges debiased CKA when the widest compared layer has more than this many features per example
 AUTO_DEBIASED_RATIO = 0.25
 #: held-out accuracy that makes a network "trained", per architecture (digits classification; next-byte prediction)
-MIN_ACCURACY = {"mlp": 0.9, "cnn": 0.9, "transformer": 0.3}
+MIN_ACCURACY = {"mlp": 0.9, "cnn": 0.95, "transformer": 0.3}
 IDENTIFY_MIN = 0.9
 GAP_MIN = 0.3
 N_DIGITS = 1797
@@ -152,6 +152,9 @@ class ConvergenceConfig(RunConfig):
     optimizer: str = spec("adam", "adam, or sgd (heavy-ball momentum 0.9)", choices=("adam", "sgd"))
     steps: int = spec(200, "optimizer steps (0: the networks at initialization)", min=0, max=10**6)
     lr: float = spec(3e-3, "learning rate", min=1e-6, max=10.0)
+    decay: bool = spec(False, "cosine learning-rate decay to 0 over the steps (else constant)")
+    pool: bool = spec(False, "cnn: a 2×2 max-pool between convolutions (the grid halves from layer to layer; else the "
+                      "8×8 grid is kept and only the readout averages it)")
     batch_size: int = spec(128, "examples (digits) or windows (text) per minibatch", min=1, max=N_DIGITS)
     n_train: int = spec(1500, "digits trained on; the other 1797 − n_train are the held-out examples compared",
                         min=10, max=N_DIGITS - 20)
@@ -165,7 +168,7 @@ class ConvergenceConfig(RunConfig):
                           choices=("auto", "biased", "debiased"))
     keep_variance: float = spec(0.99, "SVCCA: fraction of each representation's variance kept", min=0.01, max=1.0)
     min_test_accuracy: float = spec(-1.0, "held-out accuracy every replica must reach for the criteria to be judged "
-                                    "(negative: the architecture's, 0.9 on digits, 0.3 next-byte on text)",
+                                    "(negative: the architecture's, 0.9 (mlp), 0.95 (cnn), 0.3 next-byte (transformer))",
                                     min=-1.0, max=1.0)
 
     @property
@@ -250,7 +253,8 @@ def build_replicas(config: ConvergenceConfig) -> list[torch.nn.Module]:
     if config.architecture == "cnn":
         from lmech.models.cnn import SmallCNN
 
-        return [SmallCNN(width=config.width, depth=config.depth, activation=config.activation, seed=s) for s in seeds]
+        return [SmallCNN(width=config.width, depth=config.depth, activation=config.activation, pool=config.pool, seed=s)
+                for s in seeds]
     if config.architecture == "transformer":
         from lmech.models.transformer import TinyTransformer, TransformerConfig
 
@@ -317,6 +321,7 @@ def train_replicas(models: list[torch.nn.Module], x: torch.Tensor, y: torch.Tens
     k = len(models)
     progress.start(config.steps, "training the replicas")
     for t in range(1, config.steps + 1):
+        lr = config.lr * (0.5 * (1 + math.cos(math.pi * (t - 1) / config.steps)) if config.decay else 1.0)
         if y is None:
             starts = torch.randint(0, x.shape[0] - config.block_size - 1, (config.batch_size,), generator=gen)
             inputs, targets = x[starts[:, None] + offsets], x[starts[:, None] + offsets + 1]
@@ -332,12 +337,12 @@ def train_replicas(models: list[torch.nn.Module], x: torch.Tensor, y: torch.Tens
         with torch.no_grad():
             for p, m, v in zip(tensors, first, second):
                 if config.optimizer == "sgd":  # heavy ball: m <- 0.9 m + g, p <- p - lr m
-                    p.sub_(config.lr * m.mul_(0.9).add_(p.grad))
+                    p.sub_(lr * m.mul_(0.9).add_(p.grad))
                     p.grad = None
                     continue
                 m.mul_(b1).add_(p.grad, alpha=1 - b1)
                 v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                p.sub_(config.lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps))
+                p.sub_(lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + eps))
                 p.grad = None
         losses.append(float(loss.detach()) / k)
         progress.advance()
@@ -356,8 +361,9 @@ def test_accuracy(models: list[torch.nn.Module], x: torch.Tensor, y: torch.Tenso
 def representations(models: list[torch.nn.Module], x: torch.Tensor, config: ConvergenceConfig
                     ) -> list[list[torch.Tensor]]:
     """reps[a][i]: the centred float64 features (n, p) of compared layer i of replica a on ``x``: an MLP's hidden
-    layer, a CNN's activated feature maps average-pooled 2×2 and flattened (16·width), a transformer block's
-    output at every position."""
+    layer, a CNN's activated feature maps average-pooled 2×2 and flattened (16·width) or, with ``pool``, as the next
+    layer reads them (max-pooled 2×2; the last convolution's unpooled), a transformer block's output at every
+    position."""
     from lmech.instruments.features import capture_activations
 
     names = hidden_layers(config.depth, config.architecture)
@@ -367,7 +373,10 @@ def representations(models: list[torch.nn.Module], x: torch.Tensor, config: Conv
         reps = []
         for name in names:
             F = acts[name]
-            if config.architecture == "cnn":  # activated, 2×2 average-pooled: (n, width, 4, 4)
+            if config.architecture == "cnn" and config.pool:  # activated, as the next layer reads it (max-pooled)
+                F = model.act(F)
+                F = (F if name == names[-1] else model.downsample(F)).flatten(1)
+            elif config.architecture == "cnn":  # activated, 2×2 average-pooled: (n, width, 4, 4)
                 F = torch.nn.functional.avg_pool2d(model.act(F), 2).flatten(1)
             elif config.architecture == "transformer":
                 F = F.reshape(-1, F.shape[-1])
@@ -494,10 +503,10 @@ def _accuracy(table: pd.DataFrame, metric: str) -> float:
 #: the law-book entries (quick): numbers measured in the module docstring
 QUICK = {
     "mlp": ConvergenceConfig(),
-    # the small CNN (global average pool over the 8×8 grid) reaches 0.88-0.91 held-out accuracy in 300 steps: its
-    # floor is 0.85 so that the criteria are judged (600 steps or shifted digits identify worse: 0.67-0.89)
-    "cnn": ConvergenceConfig(architecture="cnn", replicas=4, depth=3, width=16, batch_size=32, steps=300, lr=1e-2,
-                             n_train=1000, shift=0, min_test_accuracy=0.85),
+    # 3 convolutions of 32 channels, the grid max-pooled 8 → 4 → 2 between them, cosine-decayed Adam: held-out
+    # accuracy 0.97-0.99 (the old entry, 16 channels on the 8×8 grid throughout, reached only 0.88-0.91)
+    "cnn": ConvergenceConfig(architecture="cnn", replicas=4, depth=3, width=32, pool=True, batch_size=64, steps=600,
+                             lr=3e-3, decay=True, n_train=1000, shift=0),
     "transformer": ConvergenceConfig(architecture="transformer", replicas=4, depth=3, width=64, batch_size=16,
                                      steps=300, lr=3e-3),
 }

@@ -6,8 +6,12 @@ r"""A small CNN for 8×8 images (scikit-learn digits), with width, depth and par
 
 with ``width`` channels in every convolution (zero padding 1, stride 1, so the 8×8 grid is kept),
 :math:`\overline{h}` the global average over the grid and :math:`W_{out}` a linear readout to
-``num_classes``. The first convolution is the input layer (its fan-in, ``in_channels``·9, does not
-grow with width), the others hidden layers, the readout the output layer (TP V's roles). Built with
+``num_classes``. With ``pool=True`` a 2×2 max-pool (stride 2) follows every convolution but the last,
+:math:`h_l = \mathrm{maxpool}_{2\times2}(\varphi(\mathrm{conv}(h_{l-1})))`, so that successive layers see the
+image at halved resolutions (8×8, 4×4, 2×2, ...), as in the CNNs whose representations Kornblith et al.
+2019 compare (Tiny-10 halves its grid twice, by stride-2 convolutions); the pools have no parameters, so the
+state dict is the same either way. The first convolution is the input layer (its fan-in, ``in_channels``·9,
+does not grow with width), the others hidden layers, the readout the output layer (TP V's roles). Built with
 the standard init (:mod:`lmech.models.init`) from ``seed`` and put in ``parametrization`` relative
 to ``base_width``.
 """
@@ -33,7 +37,7 @@ class SmallCNN(nn.Module):
 
     def __init__(self, *, width: int = 16, depth: int = 2, parametrization: str = "sp", in_channels: int = 1,
                  num_classes: int = 10, image_size: int = 8, activation: str = "relu", base_width: int | None = None,
-                 seed: int = 0, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+                 pool: bool = False, seed: int = 0, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
         super().__init__()
         for name, value, low in (("width", width, 1), ("depth", depth, 1), ("in_channels", in_channels, 1),
                                  ("num_classes", num_classes, 1), ("image_size", image_size, 1)):
@@ -41,7 +45,12 @@ class SmallCNN(nn.Module):
                 raise BadInput(name, value, f"an integer >= {low}")
         if activation not in ACTIVATIONS:
             raise BadInput("activation", activation, f"one of {sorted(ACTIVATIONS)}")
-        self.in_channels, self.image_size = in_channels, image_size
+        if not isinstance(pool, bool):
+            raise BadInput("pool", pool, "True or False")
+        if pool and image_size < 2 ** (depth - 1):
+            raise BadInput("depth", depth, f"at most 1 + log2(image_size = {image_size}) with pool=True (each "
+                           "pool halves the grid)")
+        self.in_channels, self.image_size, self.pool = in_channels, image_size, pool
         self.act = ACTIVATIONS[activation]
         dev = "meta"
         self.input = nn.Conv2d(in_channels, width, 3, padding=1, device=dev)
@@ -53,7 +62,7 @@ class SmallCNN(nn.Module):
 
         def build(w: int, d: str) -> nn.Module:
             return SmallCNN(width=w, depth=depth, in_channels=in_channels, num_classes=num_classes,
-                            image_size=image_size, activation=activation, device=d)
+                            image_size=image_size, activation=activation, pool=pool, device=d)
 
         self.to_empty(device="cpu").to(dtype)  # built on meta: skip torch's default init, draw ours once
         standard_init_(self, torch.Generator().manual_seed(int(seed)))
@@ -65,8 +74,12 @@ class SmallCNN(nn.Module):
         x = x.reshape(x.shape[0], self.in_channels, self.image_size, self.image_size)
         h = self.act(self.input(x))
         for conv in self.hidden:
-            h = self.act(conv(h))
+            h = self.act(conv(self.downsample(h)))
         return self.readout(h.mean(dim=(2, 3)))
+
+    def downsample(self, h: torch.Tensor) -> torch.Tensor:
+        """What the next convolution reads of an activated layer: its 2×2 max-pool with ``pool``, else itself."""
+        return torch.nn.functional.max_pool2d(h, 2) if self.pool else h
 
     def param_groups(self, lr: float, optimizer: str = "adam", weight_decay: float = 0.0,
                      eps: float | None = 1e-8) -> list[dict]:
