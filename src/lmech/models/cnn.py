@@ -9,7 +9,7 @@ with ``width`` channels in every convolution (zero padding 1, stride 1, so the 8
 ``num_classes``. With ``pool=True`` a 2×2 max-pool (stride 2) follows every convolution but the last,
 :math:`h_l = \mathrm{maxpool}_{2\times2}(\varphi(\mathrm{conv}(h_{l-1})))`, so that successive layers see the
 image at halved resolutions (8×8, 4×4, 2×2, ...), as in the CNNs whose representations Kornblith et al.
-2019 compare (Tiny-10 halves its grid twice, by stride-2 convolutions); the pools have no parameters, so the
+2019 compare (there by stride-2 convolutions); the pools have no parameters, so the
 state dict is the same either way. The first convolution is the input layer (its fan-in, ``in_channels``·9,
 does not grow with width), the others hidden layers, the readout the output layer (TP V's roles). Built with
 the standard init (:mod:`lmech.models.init`) from ``seed`` and put in ``parametrization`` relative
