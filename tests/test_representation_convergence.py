@@ -267,6 +267,8 @@ def test_quick_run_reports_every_metric_and_the_controls(quick_run):
     ({"activation": "sin"}, "activation"),
     ({"architecture": "transformer", "width": 66}, "width"),
     ({"architecture": "vit"}, "architecture"),
+    ({"pool": True}, "pool"),
+    ({"architecture": "cnn", "pool": True, "depth": 5, "width": 8}, "depth"),
 ])
 def test_bad_config_rejected_before_work(override, field):
     with pytest.raises(BadInput) as err:

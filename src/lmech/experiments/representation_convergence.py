@@ -242,6 +242,10 @@ class ConvergenceConfig(RunConfig):
                      f"parameters of all replicas (replicas · {self.architecture})")
         check_budget("width", self.width, self.n_examples * self.features * self.depth * self.replicas, 2**27,
                      "held-out features kept (examples · features · depth · replicas)")
+        if self.pool and self.architecture != "cnn":
+            raise BadInput("pool", self.pool, "false unless architecture is cnn (max-pools between convolutions)")
+        if self.pool and 2 ** (self.depth - 1) > 8:
+            raise BadInput("depth", self.depth, "at most 4 with pool (each pool halves the 8×8 grid)")
         if self.architecture == "transformer":
             if self.width % 4:
                 raise BadInput("width", self.width, "a multiple of the transformer's 4 heads")
