@@ -79,18 +79,58 @@ def test_mup_equals_sp_bit_for_bit_at_base_width(optimizer):
 @pytest.mark.parametrize("optimizer,lr", [("sgd", 0.5), ("adam", 0.02)])
 @pytest.mark.parametrize("other", ["mup-table3", "mean-field"])
 def test_abc_symmetry_same_trajectory_as_table8(optimizer, lr, other):
-    """TP V Lemma J.1: Table 3, Table 8 and the mean-field form are one parametrization."""
+    """TP V Lemma J.1: Table 3, Table 8 and the mean-field form are one parametrization. Adam's ε is
+    1e-3 here, the size of the gradient entries, so that it matters: the symmetry holds only because
+    each form scales ε like its gradients (ε → εθ when the multiplier goes A → Aθ)."""
     outs = {}
     for preset in ("mup", other):
         model = mlp(128, seed=2)
         p = parametrize(model, preset, base=mlp(16))
         cls = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
-        # ε = 1e-30: Adam's ε breaks the symmetry by ε/θ; far below float64 resolution of the gradients
-        groups = p.param_groups(lr, optimizer, eps=1e-30)
-        outs[preset] = train(model, cls(groups, lr=lr), steps=5)
+        outs[preset] = train(model, cls(p.param_groups(lr, optimizer, eps=1e-3), lr=lr), steps=5)
     moved = (outs["mup"] - mlp(128, seed=2)(batch()[0])).abs().max()
     assert moved > 1e-3  # the check is not vacuous: training moved the outputs
     assert torch.allclose(outs["mup"], outs[other], rtol=0, atol=1e-10)
+
+
+def test_abc_symmetry_fails_with_an_unscaled_readout_eps():
+    """Counterexample: Table 3 with the readout's ε taken as Table 8's (1/fan_in instead of 1) leaves
+    the trajectory (ε = 1e-3, as above): the ε rule is what makes the two forms one."""
+    outs = {}
+    for preset in ("mup", "mup-table3"):
+        model = mlp(128, seed=2)
+        p = parametrize(model, preset, base=mlp(16))
+        groups = p.param_groups(0.02, "adam", eps=1e-3)
+        if preset == "mup-table3":
+            for g in groups:
+                if any(q is model[4].weight for q in g["params"]):
+                    assert len(g["params"]) == 1
+                    g["eps"] = 1e-3 * 16 / 128
+        outs[preset] = train(model, torch.optim.Adam(groups, lr=0.02), steps=5)
+    assert (outs["mup"] - outs["mup-table3"]).abs().max() > 1e-4
+
+
+def test_groups_merge_identical_hyperparameters():
+    """One group per distinct (lr, ε, weight decay). μP on an MLP: (C·ε, C·λ) is invariant under the
+    abc-symmetry, so three groups are the fewest any form can have with a readout bias (input-like with
+    the Table 8 readout weight; hidden; the readout bias, whose ε is unscaled), two without one, as
+    mup's two (matrix-like and vector-like; MuAdam scales no ε)."""
+    model = mlp(128)
+    p = parametrize(model, "mup", base=mlp(32))
+    groups = p.param_groups(1e-3, "adamw", weight_decay=0.1)
+    members = sorted(sorted(n for n, q in model.named_parameters() if any(q is r for r in g["params"]))
+                     for g in groups)
+    assert members == [["0.bias", "0.weight", "2.bias", "4.weight"], ["2.weight"], ["4.bias"]]
+    for g in groups:  # and no two groups share all their hyperparameters
+        others = [h for h in groups if h is not g]
+        assert all((g["lr"], g["eps"], g["weight_decay"]) != (h["lr"], h["eps"], h["weight_decay"]) for h in others)
+    assert len(p.param_groups(1e-3, "adamw", weight_decay=0.1, eps=None)) == 2  # ε not set: mup's two
+    no_bias = nn.Sequential(*list(mlp(128))[:4], nn.Linear(128, D_OUT, bias=False, dtype=torch.float64))
+    base = nn.Sequential(*list(mlp(32))[:4], nn.Linear(32, D_OUT, bias=False, dtype=torch.float64))
+    assert len(parametrize(no_bias, "mup", base=base).param_groups(1e-3, "adamw", weight_decay=0.1)) == 2
+    assert len(parametrize(mlp(128), "mup-table3", base=mlp(32)).param_groups(1e-3, "adamw")) == 4
+    sp = mlp(128)
+    assert len(parametrize(sp, "sp").param_groups(1e-3, "adamw", weight_decay=0.1)) == 1
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
@@ -120,7 +160,8 @@ def test_eps_and_weight_decay_scales_in_the_groups():
     by_param = {id(q): g for g in groups for q in g["params"]}
     hidden, inp = by_param[id(model[2].weight)], by_param[id(model[0].weight)]
     assert (hidden["lr"], hidden["eps"], hidden["weight_decay"]) == pytest.approx((1e-3 / 4, 1e-8 / 4, 0.4))
-    assert (inp["lr"], inp["eps"], inp["weight_decay"]) == pytest.approx((1e-3, 1e-8, 0.1))
+    assert (inp["lr"], inp["eps"], inp["weight_decay"]) == pytest.approx((1e-3, 1e-8 / 4, 0.1))
+    assert by_param[id(model[4].bias)]["eps"] == 1e-8  # the readout bias: gradient Θ(1), ε kept
     sgd = {id(q): g for g in p.param_groups(0.1, "sgd", weight_decay=0.1) for q in g["params"]}
     assert sgd[id(model[0].weight)]["lr"] == pytest.approx(0.4)  # SGD lr ∝ fan_out on input weights
     assert "eps" not in sgd[id(model[0].weight)]

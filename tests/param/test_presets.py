@@ -5,7 +5,10 @@ The references are transcriptions of the papers' tables, written here independen
 
 * TP V (Yang et al. 2022, arXiv 2203.03466) Table 8 (the form mup implements) and Table 3;
 * Dey et al. 2025 (CompleteP, arXiv 2505.01618) Table 1, columns μP and α ∈ {½, 1} (read from the
-  authors' image of the table in EleutherAI/nanoGPT-mup, branch completep, assets/parameterization_summary.png);
+  authors' image of the table in EleutherAI/nanoGPT-mup, branch completep, assets/parameterization_summary.png),
+  with the Adam ε of the embedding, final norm and unembedding as the authors' corrected reference code
+  has it (``configure_optimizers`` in that branch's model.py: ε/m_N, their eq. 40; the image read
+  unscaled there, which ``tests/param/test_eps_scaling.py`` refutes by measuring the gradients);
 * Jacot et al. 2018 (NTK parametrization, eq. 1) and Mei et al. 2018 (mean field, eq. 1).
 
 A table gives each quantity up to a width-independent constant, so the test compares ratios between
@@ -115,12 +118,12 @@ def _completep_expected(alpha: float, m_n: float, m_l: float) -> dict[str, dict[
     """Dey et al. 2025 Table 1 (AdamW) for the column α (μP: α = 0 with no branch multiplier)."""
     depth = m_l ** (alpha - 1)
     return {
-        "embed": dict(lr=1.0, var=1.0, wd=1.0, eps=1.0),  # input layer: "Embed"
+        "embed": dict(lr=1.0, var=1.0, wd=1.0, eps=1 / m_n),  # input layer: "Embed"
         "pre_ln": dict(lr=depth, eps=1 / m_n * m_l**-alpha),
         "hidden": dict(lr=1 / m_n * depth, var=1 / m_n, wd=m_n, eps=1 / m_n * m_l**-alpha),
         "hidden_bias": dict(lr=depth, eps=1 / m_n * m_l**-alpha),
-        "final_ln": dict(lr=1.0, eps=1.0),
-        "unembed": dict(lr=1.0, var=1.0, mult=1 / m_n, eps=1.0),
+        "final_ln": dict(lr=1.0, eps=1 / m_n),
+        "unembed": dict(lr=1.0, var=1.0, mult=1 / m_n, eps=1 / m_n),
         "branch": m_l**-alpha,
     }
 

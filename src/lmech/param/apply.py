@@ -9,20 +9,30 @@ Three things happen (the numbers come from :mod:`lmech.param.presets`):
 1. roles are inferred by comparing every parameter's shape with ``base`` (:mod:`lmech.param.roles`);
 2. the init is rescaled in place: each parameter is multiplied by its ``init_scale`` (the model is
    assumed freshly built with the standard init, as ``mup.set_base_shapes`` assumes);
-3. forward multipliers :math:`A \ne 1` are installed as hooks on the owning module: for ``nn.Linear``
-   and convolutions a forward pre-hook multiplies the input (:math:`W(Ax) + b = (AW)x + b`, exactly the
-   weight multiplier, and what ``mup.MuReadout`` computes), except for an ``nn.Linear`` with fewer outputs
-   than inputs (a readout), where a forward hook multiplies the output instead,
-   :math:`A(Wx + b) + (1 - A)b = (AW)x + b` (the same map, equal to rounding; bit for bit when A is a power
-   of two and there is no bias), so that the multiplier costs a pass over the small output instead of over
-   the batch's features (``benchmarks/param_overhead.py``); for ``nn.Embedding`` a forward hook multiplies
-   the output. Residual branches named in ``branches`` get a forward hook multiplying their
-   output by :math:`m_L^{-\alpha}` (unless the model applies it itself: ``branch_hooks=False``).
+3. forward multipliers :math:`A \ne 1` are installed. On a plain ``nn.Linear`` (the default,
+   ``multipliers="inline"``) the module's class becomes :class:`ScaledLinear`, the same ``nn.Linear``
+   with the float ``weight_multiplier`` in its ``__dict__`` and a forward that computes
+   :math:`A\,(Wx) + b` on the smaller side: :math:`A` times the output when ``out_features <=
+   in_features`` (one ``torch.add(b, Wx, alpha=A)``), else :math:`W(Ax) + b`. That is the weight
+   multiplier (what ``mup.MuReadout`` computes) to rounding, and it adds one small elementwise operation
+   and no module hook: a forward hook sends every call through torch's slow module-call path, which
+   cost 147 µs per training step on the readout of ``benchmarks/param_overhead.py``'s MLP, the inline
+   form 59 µs (readout forward and backward, 128×1024 → 10, measured apart). ``multipliers="hooks"``
+   (and every module that is not exactly ``nn.Linear``: a subclass keeps its own forward) installs
+   hooks instead: for ``nn.Linear`` and convolutions a forward pre-hook multiplies the input
+   (:math:`W(Ax) + b = (AW)x + b`), except for an ``nn.Linear`` with fewer outputs than inputs (a
+   readout), where a forward hook computes :math:`A(Wx + b) + (1 - A)b` on the output; for
+   ``nn.Embedding`` a forward hook multiplies the output. Residual branches named in ``branches`` get a
+   forward hook multiplying their output by :math:`m_L^{-\alpha}` (unless the model applies it itself:
+   ``branch_hooks=False``). The Table 3 form of μP (``"mup-table3"``) has no readout multiplier at all
+   (it is folded into the stored weights by the abc-symmetry) but needs one more Adam parameter group
+   for the readout (its lr and ε scales differ from every other parameter's).
 
 A multiplier of exactly 1 installs nothing and an init scale of exactly 1 touches nothing, so at the
 base shape every preset leaves the model bit for bit as it was. The scales live in a side table
-(:class:`~lmech.param.table.ParamTable`) keyed by parameter name, never on tensors: the hooks are plain
-module state, copied by ``copy.deepcopy`` and traced by ``torch.compile``; a state dict is the raw
+(:class:`~lmech.param.table.ParamTable`) keyed by parameter name, never on tensors: the multipliers are
+plain module state (a class and a float, or a hook), copied by ``copy.deepcopy`` and traced by
+``torch.compile``; the parameter names are unchanged and a state dict is the raw
 parameters, so a checkpoint is ``{"model": model.state_dict(), "param": p.table.to_dict()}`` and is
 restored by ``parametrize(fresh_model, ParamTable.from_dict(...), init=False)`` then
 ``load_state_dict``.
@@ -34,6 +44,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lmech.errors import BadInput
@@ -41,7 +52,7 @@ from lmech.param.presets import Preset
 from lmech.param.roles import ParamShape, infer_roles, shapes_of
 from lmech.param.table import ParamTable, build_table
 
-__all__ = ["parametrize", "Parametrized", "ScaleInput", "ScaleOutput", "ScaleLinearOutput"]
+__all__ = ["parametrize", "Parametrized", "ScaledLinear", "ScaleInput", "ScaleOutput", "ScaleLinearOutput"]
 
 
 class ScaleInput:
@@ -90,11 +101,48 @@ class ScaleLinearOutput:
         return f"ScaleLinearOutput({self.factor:g})"
 
 
+class ScaledLinear(nn.Linear):
+    r"""An ``nn.Linear`` whose weight is used as :math:`A\,W` (TP V's multiplier), A = ``weight_multiplier``.
+
+    ``parametrize`` sets a plain ``nn.Linear``'s class to this one (same parameters, same state dict)
+    and stores A as a float attribute of the module. Forward: :math:`A\,(W x) + b` with A applied to
+    the output when ``out_features <= in_features``, else :math:`W (A x) + b`: one elementwise pass over
+    the smaller of the two, equal to :math:`(AW)x + b` to rounding.
+    """
+
+    weight_multiplier: float
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        m = self.weight_multiplier
+        if self.out_features <= self.in_features:
+            out = F.linear(input, self.weight)
+            return torch.mul(out, m) if self.bias is None else torch.add(self.bias, out, alpha=m)
+        return F.linear(input * m, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, weight_multiplier={self.weight_multiplier:g}"
+
+
+class _Inline:
+    """Handle of an inline multiplier: ``remove()`` turns the :class:`ScaledLinear` back into ``nn.Linear``."""
+
+    def __init__(self, module: nn.Linear, factor: float):
+        module.__class__ = ScaledLinear
+        module.weight_multiplier = float(factor)
+        self.module = module
+
+    def remove(self) -> None:
+        if type(self.module) is ScaledLinear:
+            del self.module.weight_multiplier
+            self.module.__class__ = nn.Linear
+
+
 def _has_our_hooks(model: nn.Module) -> list[str]:
     found = []
     for name, module in model.named_modules():
         hooks = list(module._forward_pre_hooks.values()) + list(module._forward_hooks.values())
-        if any(isinstance(h, (ScaleInput, ScaleOutput, ScaleLinearOutput)) for h in hooks):
+        if isinstance(module, ScaledLinear) or any(isinstance(h, (ScaleInput, ScaleOutput, ScaleLinearOutput))
+                                                   for h in hooks):
             found.append(name or "<root>")
     return found
 
@@ -125,7 +173,7 @@ class Parametrized:
         return make_optimizer(self.model, self.table, name, lr, weight_decay=weight_decay, eps=eps, **kwargs)
 
     def remove(self) -> None:
-        """Remove the installed hooks (the rescaled init stays)."""
+        """Remove the installed multipliers and hooks (the rescaled init stays)."""
         for handle in self._handles:
             handle.remove()
         self._handles = []
@@ -135,10 +183,10 @@ class Parametrized:
         for e in self.table:
             roles[e.role] = roles.get(e.role, 0) + 1
         return (f"Parametrized({self.table.preset}, {len(self.table)} parameters: "
-                + ", ".join(f"{n} {r}" for r, n in roles.items()) + f", {len(self._handles)} hooks)")
+                + ", ".join(f"{n} {r}" for r, n in roles.items()) + f", {len(self._handles)} multipliers)")
 
 
-def _install(model: nn.Module, table: ParamTable, branch_hooks: bool) -> list:
+def _install(model: nn.Module, table: ParamTable, branch_hooks: bool, inline: bool) -> list:
     modules = dict(model.named_modules())
     handles = []
     unsupported = []
@@ -147,7 +195,9 @@ def _install(model: nn.Module, table: ParamTable, branch_hooks: bool) -> list:
             continue
         mname, _, pname = entry.name.rpartition(".")
         module = modules[mname]
-        if isinstance(module, nn.Linear) and pname == "weight" and module.out_features < module.in_features:
+        if inline and type(module) is nn.Linear and pname == "weight":
+            handles.append(_Inline(module, entry.multiplier))
+        elif isinstance(module, nn.Linear) and pname == "weight" and module.out_features < module.in_features:
             handles.append(module.register_forward_hook(ScaleLinearOutput(entry.multiplier)))
         elif isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and pname == "weight":
             handles.append(module.register_forward_pre_hook(ScaleInput(entry.multiplier), with_kwargs=True))
@@ -170,7 +220,7 @@ def _install(model: nn.Module, table: ParamTable, branch_hooks: bool) -> list:
 def parametrize(model: nn.Module, parametrization: str | Preset | ParamTable, base: nn.Module |
                 Mapping[str, ParamShape] | None = None, *, delta: nn.Module | Mapping[str, ParamShape] | None = None,
                 roles: Mapping[str, str] | None = None, depth_mult: float = 1.0, branches: Sequence[str] = (),
-                branch_hooks: bool = True, init: bool = True) -> Parametrized:
+                branch_hooks: bool = True, init: bool = True, multipliers: str = "inline") -> Parametrized:
     """Put ``model`` in ``parametrization`` relative to ``base`` (module docstring); returns a :class:`Parametrized`.
 
     Parameters
@@ -193,7 +243,13 @@ def parametrize(model: nn.Module, parametrization: str | Preset | ParamTable, ba
         applies ``table.branch_multiplier`` itself, as lmech's reference models do).
     init:
         rescale the parameters in place (False when restoring a checkpoint).
+    multipliers:
+        ``"inline"`` (default): a plain ``nn.Linear`` with a weight multiplier becomes a
+        :class:`ScaledLinear`; ``"hooks"``: forward (pre-)hooks everywhere (module docstring). Both give
+        the same forward to rounding.
     """
+    if multipliers not in ("inline", "hooks"):
+        raise BadInput("multipliers", multipliers, "'inline' (ScaledLinear) or 'hooks'")
     if not isinstance(model, nn.Module):
         raise BadInput("model", type(model).__name__, "an nn.Module")
     already = _has_our_hooks(model)
@@ -217,4 +273,4 @@ def parametrize(model: nn.Module, parametrization: str | Preset | ParamTable, ba
                 scale = table[name].init_scale
                 if scale != 1.0:
                     param.mul_(scale)
-    return Parametrized(model, table, _install(model, table, branch_hooks))
+    return Parametrized(model, table, _install(model, table, branch_hooks, multipliers == "inline"))

@@ -64,15 +64,46 @@ plus, for every parameter inside a residual branch (``x + m_L^{-α} F(x)``), Dey
 residual branch multiplier              :math:`m_L^{-\alpha}`
 hidden weight / bias / pre-LN Adam lr   × :math:`m_L^{\alpha-1}`
 hidden weight decay (AdamW)             × :math:`m_N` (as μP; :math:`m_N` the width multiplier)
-AdamW ε (residual blocks)               × :math:`m_N^{-1}\,m_L^{-\alpha}`
+AdamW ε (residual blocks)               × :math:`m_L^{-\alpha}` (times the width rule below)
 ======================================  ===================================================
 
 and for SGD (derived, the same desideratum: each of L branches moves the residual stream by
 Θ(1/L)): lr × :math:`m_L^{2\alpha-1}` (constant at α = ½, as TP VI states for Depth-μP with SGD).
 
-Adam ε: μP-family presets scale ε by :math:`m_N^{-1}` on the hidden layers (hidden and attention
-weights, and the biases and norm gains of hidden layers or of residual branches), the gradients'
-own scale there (Dey et al. Table 1, last row); input, embedding and readout keep ε (same table).
+Adam ε (``scale_eps``): ε is added to :math:`\sqrt{\hat v}`, the size of the parameter's gradient
+entries, so it transfers across widths only if it scales like them (Everett et al. 2024, arXiv
+2407.05872, §4.3: an unscaled ε swamps the gradients of wide layers and freezes them). Each column
+carries the exponent of its gradient entries at init, measured by ``tests/param/test_eps_scaling.py``
+(log-log slope in width, widths 64…1024). In μP every hidden representation :math:`h` has
+:math:`\partial L/\partial h = \Theta(1/n)` (the readout's effective weights are :math:`\Theta(1/n)`), so
+the gradient of a weight used as :math:`A\,W` is :math:`A\,(\partial L/\partial h)\otimes x`:
+
+============================  =====================  =========================  ================  ============
+ε scale                       input W, biases, norm  hidden W                   output W          readout bias
+                              gains, embeddings
+============================  =====================  =========================  ================  ============
+μP Table 8 (readout A=1/n)    1/fan_out              1/fan_in                   1/fan_in          1
+μP Table 3 (readout A=1)      1/fan_out              1/fan_in                   1                 1
+mean-field (hidden A=n^-½)    1/fan_out              fan_in^-3/2                1/fan_in          1
+NTK                           fan_out^-½             (fan_in·fan_out)^-½        fan_in^-½         1
+============================  =====================  =========================  ================  ============
+
+(a bias or norm gain reads the input column with its own length as fan_out, so the readout's bias,
+whose gradient :math:`\partial L/\partial f` is Θ(1), keeps ε). The forms agree with the abc-symmetry
+(TP V Lemma J.1): :math:`(A, B) \to (A\theta, B/\theta)` multiplies the stored weight's gradient by θ, so
+Adam's trajectory is unchanged only with :math:`\epsilon \to \epsilon\theta` besides :math:`C \to C/\theta`
+(θ = fan_in turns the Table 8 readout's ε scale 1/fan_in into Table 3's 1). In a residual branch the gradient carries the branch multiplier too:
+ε × :math:`m_L^{-\alpha}` (Dey et al. 2025, Table 1 and their eq. 40). lmech first read Dey et al.'s
+Table 1 (the authors' image in EleutherAI/nanoGPT-mup, branch ``completep``) as leaving the embedding,
+final norm and unembedding ε unscaled; the authors' reference code has since been corrected to scale
+those by :math:`m_N^{-1}` as well (its "emb. & unemb." ε = ε/m_N, citing their eq. 40, under μP and
+CompleteP alike), which is the rule above for a Table-8 (or tied) unembedding. The symmetry leaves
+the product :math:`C\,\epsilon` of each parameter unchanged (and :math:`C\lambda`, decoupled decay), so no
+form of μP needs fewer Adam parameter groups than there are distinct :math:`(C\epsilon, C\lambda)`:
+three for an MLP with a readout bias (input-like weights and biases with the Table 8 readout weight;
+hidden weights; the readout bias), two without one. mup's ``MuAdam`` does not
+scale ε at all (every group keeps the user's ε).
+SP keeps ε as given (the model as built).
 
 Weight decay: torch's SGD, Adam and AdamW all shrink a weight by :math:`\eta\lambda` per step, so
 its memory (EMA) timescale is :math:`1/(\eta\lambda)` steps (Wang & Aitchison 2025, arXiv 2405.13698).
@@ -101,10 +132,6 @@ ROLES = ("input", "hidden", "output", "bias", "norm", "embedding", "query", "key
 COLUMNS = {"input": "input", "embedding": "input", "bias": "input", "norm": "input",
            "hidden": "hidden", "query": "hidden", "key": "hidden", "output": "output", "fixed": "fixed"}
 
-#: Roles whose Adam ε is scaled by 1/m_N in the μP family when they sit in a hidden layer.
-HIDDEN_ROLES = ("hidden", "query", "key")
-
-
 @dataclass(frozen=True)
 class Monomial:
     """fan_in_mult^a · fan_out_mult^b (a, b may be fractional)."""
@@ -126,12 +153,13 @@ ONE = Monomial()
 
 @dataclass(frozen=True)
 class Column:
-    """One column of a parametrization table (see the module docstring)."""
+    """One column of a parametrization table (see the module docstring); ``eps``: Adam ε's scale."""
 
     init_var: Monomial = ONE
     multiplier: Monomial = ONE
     lr_sgd: Monomial = ONE
     lr_adam: Monomial = ONE
+    eps: Monomial = ONE
 
 
 @dataclass(frozen=True)
@@ -141,7 +169,8 @@ class Preset:
     ``alpha`` is the residual-branch exponent (branch multiplier :math:`m_L^{-\\alpha}`; 0 = no depth
     rule); ``attention`` the exponent of the head dimension in the attention scale (−½ or −1);
     ``decay_timescale``: weight decay scaled by the inverse of the width part of the lr scale;
-    ``scale_eps``: Adam ε scaled by 1/m_N on hidden layers; ``zero_query_readout``: reference models
+    ``scale_eps``: Adam ε scaled by the column's ``eps`` monomial (the gradient entries' scale) and, in
+    residual branches, by :math:`m_L^{-\alpha}`; ``zero_query_readout``: reference models
     zero-initialize the attention query and the readout (TP V §D.2 recommends it under μP);
     ``identity_init``: leave every parameter's init as built (SP).
     """
@@ -174,9 +203,9 @@ class Preset:
         return scale if ratio == 1 else scale * ratio**self.attention
 
 
-_TABLE8_INPUT = Column(init_var=Monomial(a=-1), lr_sgd=Monomial(b=1))
-_TABLE8_HIDDEN = Column(init_var=Monomial(a=-1), lr_adam=Monomial(a=-1))
-_TABLE8_OUTPUT = Column(multiplier=Monomial(a=-1), lr_sgd=Monomial(a=1))
+_TABLE8_INPUT = Column(init_var=Monomial(a=-1), lr_sgd=Monomial(b=1), eps=Monomial(b=-1))
+_TABLE8_HIDDEN = Column(init_var=Monomial(a=-1), lr_adam=Monomial(a=-1), eps=Monomial(a=-1))
+_TABLE8_OUTPUT = Column(multiplier=Monomial(a=-1), lr_sgd=Monomial(a=1), eps=Monomial(a=-1))
 _MUP = dict(attention=-1.0, decay_timescale=True, scale_eps=True, zero_query_readout=True)
 
 PRESETS: dict[str, Preset] = {}
@@ -190,9 +219,9 @@ def _add(preset: Preset) -> None:
 _add(Preset("sp", Column(init_var=Monomial(a=-1)), Column(init_var=Monomial(a=-1)), Column(init_var=Monomial(a=-1)),
             identity_init=True, reference="TP V Table 3 (grey); PyTorch defaults", aliases=("standard",)))
 _add(Preset("ntk",
-            Column(multiplier=ONE, lr_adam=Monomial(b=-0.5)),
-            Column(multiplier=Monomial(a=-0.5), lr_adam=Monomial(a=-0.5, b=-0.5)),
-            Column(multiplier=Monomial(a=-0.5), lr_adam=Monomial(a=-0.5)),
+            Column(multiplier=ONE, lr_adam=Monomial(b=-0.5), eps=Monomial(b=-0.5)),
+            Column(multiplier=Monomial(a=-0.5), lr_adam=Monomial(a=-0.5, b=-0.5), eps=Monomial(a=-0.5, b=-0.5)),
+            Column(multiplier=Monomial(a=-0.5), lr_adam=Monomial(a=-0.5), eps=Monomial(a=-0.5)), scale_eps=True,
             reference="Jacot et al. 2018, arXiv 1806.07572, eq. 1 (Adam column derived)"))
 _add(Preset("mup", _TABLE8_INPUT, _TABLE8_HIDDEN, _TABLE8_OUTPUT, **_MUP,
             reference="Yang et al. 2022, TP V (arXiv 2203.03466) Table 8", aliases=("mup-table8", "μp")))
@@ -200,7 +229,7 @@ _add(Preset("mup-table3", _TABLE8_INPUT, _TABLE8_HIDDEN,
             Column(init_var=Monomial(a=-2), lr_sgd=Monomial(a=-1), lr_adam=Monomial(a=-1)), **_MUP,
             reference="Yang et al. 2022, TP V (arXiv 2203.03466) Table 3"))
 _add(Preset("mean-field", _TABLE8_INPUT,
-            Column(multiplier=Monomial(a=-0.5), lr_sgd=Monomial(a=1), lr_adam=Monomial(a=-0.5)),
+            Column(multiplier=Monomial(a=-0.5), lr_sgd=Monomial(a=1), lr_adam=Monomial(a=-0.5), eps=Monomial(a=-1.5)),
             _TABLE8_OUTPUT, **_MUP,
             reference="Mei, Montanari & Nguyen 2018 (arXiv 1804.06561) eq. 1; TP IV (arXiv 2011.14522) §5",
             aliases=("mf",)))

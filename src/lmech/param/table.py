@@ -20,7 +20,7 @@ from typing import Any
 from torch import nn
 
 from lmech.errors import BadInput
-from lmech.param.presets import HIDDEN_ROLES, Preset, get_preset
+from lmech.param.presets import Preset, get_preset
 from lmech.param.roles import RoleInfo
 
 __all__ = ["Entry", "ParamTable", "FAMILIES", "optimizer_family", "build_table"]
@@ -114,9 +114,12 @@ class ParamTable:
 
         Each trainable parameter gets ``lr × lr scale``, ``weight_decay × weight-decay scale`` and, for
         the Adam family (``"adam"``, ``"adamw"``), ``eps × ε scale`` (``eps=None``: no ``eps`` key;
-        ``"adam-atan2"`` has no ε). Pass the groups to the matching torch optimizer; other options
-        (momentum, betas) go to its constructor as usual. A learning-rate scheduler then scales every
-        group's lr by the same factor, which keeps the ratios.
+        ``"adam-atan2"`` has no ε). Parameters whose three numbers agree to 12 significant digits share
+        a group (scales computed by different products may differ in the last bit; fewer groups make
+        torch's optimizers cheaper: each group is a Python-level pass); every other option (betas,
+        momentum) is the optimizer's own, the same for all groups. Pass the groups to the matching torch
+        optimizer. A learning-rate scheduler then scales every group's lr by the same factor, which keeps
+        the ratios.
         """
         family = optimizer_family(optimizer)
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
@@ -129,12 +132,13 @@ class ParamTable:
             if not param.requires_grad:
                 continue
             entry = self[name]
-            key = (lr * entry.lr(family), weight_decay * entry.weight_decay(family),
-                   eps * entry.eps if with_eps else None)
+            values = (lr * entry.lr(family), weight_decay * entry.weight_decay(family),
+                      eps * entry.eps if with_eps else None)
+            key = tuple(None if v is None else float(f"{v:.12g}") for v in values)
             if key not in groups:
-                group: dict[str, Any] = {"params": [], "lr": key[0], "weight_decay": key[1]}
+                group: dict[str, Any] = {"params": [], "lr": values[0], "weight_decay": values[1]}
                 if with_eps:
-                    group["eps"] = key[2]
+                    group["eps"] = values[2]
                 groups[key] = group
             groups[key]["params"].append(param)
         return list(groups.values())
@@ -152,9 +156,7 @@ def _entry(name: str, info: RoleInfo, preset: Preset, depth_mult: float, in_bran
     lr_sgd, lr_adam = col.lr_sgd(fi, fo), col.lr_adam(fi, fo)
     wd_sgd = 1.0 / lr_sgd if preset.decay_timescale else 1.0
     wd_adam = 1.0 / lr_adam if preset.decay_timescale else 1.0
-    width_mult = fi if fi != 1 else fo
-    hidden = info.role in HIDDEN_ROLES or (info.role in ("bias", "norm") and (info.hidden_layer or in_branch))
-    eps = 1.0 / width_mult if preset.scale_eps and hidden else 1.0
+    eps = col.eps(fi, fo) if preset.scale_eps else 1.0  # the gradient entries' scale (presets docstring)
     if in_branch and preset.alpha and depth_mult != 1:
         lr_adam *= depth_mult ** (preset.alpha - 1)
         lr_sgd *= depth_mult ** (2 * preset.alpha - 1)
