@@ -4,11 +4,19 @@ Two workloads, float32, one torch thread:
 
 * an MLP 16-1024-1024-10 (ReLU, cross-entropy, batch 128, Adam): plain ``nn.Sequential`` with
   ``torch.optim.Adam(model.parameters())`` against the same network after
-  ``parametrize(model, "mup", base=width-64 model)`` with ``Adam(p.param_groups(...))`` (a forward
-  hook on the readout's output, three parameter groups);
+  ``parametrize(model, "mup", base=width-64 model)`` with ``Adam(p.param_groups(...))`` (the readout's
+  multiplier inline, ``ScaledLinear``; three parameter groups, the fewest μP allows with Adam's ε scaled
+  and a readout bias: ``lmech.param.presets``);
 * lmech's tiny transformer (width 256, 2 blocks, 4 heads, 8 sequences of 64 byte tokens, AdamW): built
   in SP and stepped with ``AdamW(model.parameters())`` against the same architecture in CompleteP
-  relative to width 64 and depth 1 (readout hook, branch multipliers, three parameter groups).
+  relative to width 64 and depth 1 (readout multiplier inline, branch multipliers, three parameter groups).
+
+The cost of each piece is then measured apart, in µs (``parts``): the readout's forward and backward
+(128×1024 → 10) as a plain ``nn.Linear``, with the multiplier inline (``ScaledLinear``, the default), as
+a forward hook on the output (``ScaleLinearOutput``, the default before) and as a forward pre-hook on
+the input (``ScaleInput``), and one ``torch.optim.Adam`` step of the MLP with its three groups against
+one group; each in ABAB… rounds of 300 (readout) or 20 (Adam) calls, the median over rounds of the
+difference to the plain side.
 
 A null row (the plain MLP against a second, identical plain MLP) calibrates the method: its ratio must be
 1 within the interval, or the interval is not to be trusted.
@@ -41,17 +49,16 @@ from _record import machine, record
 from lmech.models import TinyTransformer
 from lmech.models.init import standard_init_
 from lmech.param import parametrize
+from lmech.param.apply import ScaleInput, ScaleLinearOutput, _Inline
 
 OVERHEAD_NOTE = (
-    "What the parametrized step adds: the readout's forward multiplier (a forward hook: since this "
-    "version applied to the readout's 10 outputs, `ScaleLinearOutput`, instead of its 1024 input features), "
-    "the transformer's branch multipliers (folded into the residual addition, `torch.add(x, branch, alpha=m)`, "
-    "which the SP model runs too with m = 1) and more parameter groups (torch's Adam loops over its groups in "
-    "Python). The parameters, their count and the arithmetic of the step are otherwise the same. Measured "
-    "apart on the MLP the same way (200 rounds each, one run, load 9-11): the readout hook alone 1.007 "
-    "[0.996, 1.018] (on the input, as before: 1.011 [0.998, 1.021]), the three groups alone 1.011 [1.000, "
-    "1.016]: about 0.4 ms of Python per step in all, 2% of this 20 ms step and 0.4% of the transformer's. "
-    "It is a fixed cost per step (a hook call and two more optimizer groups), not a cost per coordinate.")
+    "The rest of the parametrized step is the same arithmetic on the same shapes. The three groups are the fewest "
+    "μP allows once Adam's ε scales like each parameter's gradients (the abc-symmetry keeps each parameter's "
+    "lr·ε, and the MLP has three values of it: input-like weights and biases with the readout weight, hidden "
+    "weights, the readout bias); torch's Adam pays a Python-level pass per group. The Table 3 form has no "
+    "multiplier but a fourth group. The transformer's branch multipliers are folded into its residual additions "
+    "(`torch.add(x, branch, alpha=m)`, which the SP model runs too with m = 1). Rerun: `python "
+    "benchmarks/param_overhead.py` (~3 min of CPU).")
 
 
 def mlp(width: int, device: str = "cpu") -> nn.Sequential:
@@ -136,6 +143,56 @@ def measure(pair, rounds: int, steps: int = 1) -> dict:
             "groups": groups, "spread": tuple(np.quantile(cpu, [0.1, 0.9]))}
 
 
+def parts(rounds: int = 20) -> dict[str, float]:
+    """Median µs per call more than the plain side: the readout multiplier's forms and two more Adam groups."""
+    x = torch.randn(128, 1024, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    layers = {}
+    for kind in ("plain", "inline", "hook", "pre-hook"):
+        layer = nn.Linear(1024, 10)
+        if kind == "inline":
+            _Inline(layer, 1 / 16)
+        elif kind == "hook":
+            layer.register_forward_hook(ScaleLinearOutput(1 / 16))
+        elif kind == "pre-hook":
+            layer.register_forward_pre_hook(ScaleInput(1 / 16), with_kwargs=True)
+        layers[kind] = layer
+
+    def readout(layer, reps=300):
+        cpu = time.process_time()
+        for _ in range(reps):
+            layer(x).sum().backward()
+        return (time.process_time() - cpu) / reps
+
+    net = standard_init_(mlp(1024), torch.Generator().manual_seed(0))
+    for q in net.parameters():
+        q.grad = torch.randn(q.shape, generator=torch.Generator().manual_seed(2)) * 1e-3
+    ps = list(net.parameters())
+    one = torch.optim.Adam(ps, lr=1e-4)
+    three = torch.optim.Adam([{"params": [ps[0], ps[1], ps[3], ps[4]]}, {"params": [ps[2]], "lr": 1e-4 / 16},
+                              {"params": [ps[5]], "eps": 1e-8 / 16}], lr=1e-4)
+
+    def adam(opt, reps=20):
+        cpu = time.process_time()
+        for _ in range(reps):
+            opt.step()
+        return (time.process_time() - cpu) / reps
+
+    jobs = {**{k: (readout, v) for k, v in layers.items()}, "adam 1 group": (adam, one), "adam 3 groups": (adam, three)}
+    times: dict[str, list[float]] = {k: [] for k in jobs}
+    for f, arg in jobs.values():
+        f(arg, 3)
+    for r in range(rounds):
+        for k in (list(jobs) if r % 2 == 0 else list(jobs)[::-1]):
+            f, arg = jobs[k]
+            times[k].append(f(arg))
+    t = {k: np.asarray(v) for k, v in times.items()}
+    out = {k: 1e6 * float(np.median(t[k] - t["plain"])) for k in ("inline", "hook", "pre-hook")}
+    out["readout"] = 1e6 * float(np.median(t["plain"]))
+    out["groups"] = 1e6 * float(np.median(t["adam 3 groups"] - t["adam 1 group"]))
+    out["adam"] = 1e6 * float(np.median(t["adam 1 group"]))
+    return out
+
+
 def main(quick: bool) -> None:
     torch.set_num_threads(1)
     load = os.getloadavg()[0]
@@ -164,11 +221,26 @@ def main(quick: bool) -> None:
                      f"**{c:.4f}** [{clo:.4f}, {chi:.4f}] | {r['spread'][0]:.3f}-{r['spread'][1]:.3f} | "
                      f"{w:.4f} [{wlo:.4f}, {whi:.4f}] |")
         print(lines[-1], flush=True)
+    costs = parts(8 if quick else 20)
     after = os.getloadavg()[0]
     upper = max(r["cpu"][2] for label, r in results.items() if not label.startswith("null"))
-    lines += ["", f"Load average {after:.1f} at the end. Largest upper end of the parametrized rows' CPU-time "
-              f"intervals: {upper:.4f} ({'within' if upper <= 1.02 else 'above'} the goal 1.02). "
-              + OVERHEAD_NOTE]
+    mlp_step = 1e6 * results[workloads[0][0]]["plain"]
+    lines += [
+        "", f"Load average {after:.1f} at the end. Largest upper end of the parametrized rows' CPU-time "
+        f"intervals: {upper:.4f} ({'within' if upper <= 1.02 else 'above'} the goal 1.02).", "",
+        "What the parametrized MLP step adds, measured apart in the same run (µs of CPU per call more than the "
+        "plain side, median over rounds; the MLP step is "
+        f"{mlp_step:.0f} µs, 1% of it {mlp_step / 100:.0f} µs):", "",
+        "| piece | µs per step | % of the MLP step |", "|---|---|---|",
+        f"| readout multiplier inline (`ScaledLinear`, the default now) | {costs['inline']:.0f} | "
+        f"{100 * costs['inline'] / mlp_step:.2f} |",
+        f"| readout multiplier as a forward hook (`ScaleLinearOutput`, the default before) | {costs['hook']:.0f} | "
+        f"{100 * costs['hook'] / mlp_step:.2f} |",
+        f"| readout multiplier as a forward pre-hook on the input (`ScaleInput`) | {costs['pre-hook']:.0f} | "
+        f"{100 * costs['pre-hook'] / mlp_step:.2f} |",
+        f"| Adam: 3 parameter groups instead of 1 | {costs['groups']:.0f} | {100 * costs['groups'] / mlp_step:.2f} |",
+        "", f"(plain readout forward and backward {costs['readout']:.0f} µs; Adam step with one group "
+        f"{costs['adam']:.0f} µs.) " + OVERHEAD_NOTE]
     record("param_overhead", "## parametrize overhead\n\n" + "\n".join(lines))
 
 
