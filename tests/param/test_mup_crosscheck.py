@@ -47,9 +47,10 @@ def test_same_coordinates_as_mup_after_three_adam_steps():
     for a, b in zip(ours.parameters(), theirs.parameters()):
         assert torch.allclose(a, b, rtol=0, atol=1e-7)  # the same μP init
     lr = 1e-2
-    # eps=None: one ε for every group, as MuAdam has (lmech's μP also scales ε by 1/m_N on hidden
-    # layers, Dey et al. 2025 Table 1, which mup does not: with it, entries whose gradient is near ε
-    # step differently, by up to 3e-5 here)
+    # eps=None: one ε for every group, as MuAdam has: mup does not scale Adam's ε at all. lmech's μP
+    # scales it like each parameter's gradient entries (1/m_N on every weight and width-n bias, the
+    # readout bias kept: lmech.param.presets, measured by test_eps_scaling.py), so with ε set the two
+    # differ wherever a gradient entry is near ε
     opt_ours = torch.optim.Adam(p.param_groups(lr, "adam", eps=None), lr=lr)
     opt_theirs = mup.MuAdam(theirs.parameters(), lr=lr)
     x = torch.randn(32, D_IN, generator=gen)

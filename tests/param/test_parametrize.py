@@ -205,6 +205,47 @@ def test_torch_compile_traces_the_multipliers():
     assert not torch.allclose(compiled(x), plain[4](plain[3](plain[2](plain[1](plain[0](x))))))
 
 
+@pytest.mark.parametrize("d_out,bias", [(D_OUT, True), (D_OUT, False), (300, True)])
+def test_inline_multiplier_equals_the_hooks_and_the_weight_multiplier(d_out, bias):
+    """The default ``ScaledLinear`` (no module hook), the hook form and (A·W)x + b agree to float64
+    rounding, on a readout (fewer outputs than inputs: A on the output) and on a layer that widens
+    (A on the input), with and without bias; ``remove()`` turns the class back into ``nn.Linear``."""
+    from lmech.param import ScaledLinear
+
+    def net(width, seed=0):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(D_IN, width), nn.Tanh(), nn.Linear(width, d_out, bias=bias)).double()
+
+    inline, hooked, ref = net(128), net(128), net(128)
+    p = parametrize(inline, "mup", base=net(16))
+    parametrize(hooked, "mup", base=net(16), multipliers="hooks")
+    parametrize(ref, "mup", base=net(16), multipliers="hooks").remove()  # the same rescaled init, no multiplier
+    a = p.table["2.weight"].multiplier
+    assert a == pytest.approx(16 / 128) and type(inline[2]) is ScaledLinear and not inline[2]._forward_hooks
+    assert hooked[2]._forward_hooks or hooked[2]._forward_pre_hooks
+    x, _ = batch()
+    h = ref[1](ref[0](x))
+    expected = h @ (a * ref[2].weight).T + (ref[2].bias if bias else 0)
+    for model in (inline, hooked):
+        assert torch.allclose(model(x), expected, rtol=1e-13, atol=1e-14)
+    assert torch.equal(inline[2](input=h), inline[2](h))
+    p.remove()
+    assert type(inline[2]) is nn.Linear and "weight_multiplier" not in inline[2].__dict__
+    with pytest.raises(BadInput, match="multipliers"):
+        parametrize(net(128), "mup", base=net(16), multipliers="patch")
+
+
+def test_whole_model_pickle_keeps_the_inline_multiplier():
+    model = mlp(64)
+    parametrize(model, "mup", base=mlp(16))
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    x, _ = batch()
+    assert torch.equal(loaded(x), model(x)) and loaded[4].weight_multiplier == model[4].weight_multiplier
+
+
 class Custom(nn.Module):
     def __init__(self, width):
         super().__init__()

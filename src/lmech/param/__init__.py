@@ -9,7 +9,7 @@
   and ``lmech.theory.kernels`` composes infinite-width kernels from the same numbers.
 """
 
-from lmech.param.apply import Parametrized, parametrize
+from lmech.param.apply import Parametrized, ScaledLinear, parametrize
 from lmech.param.optim import AdamAtan2, make_optimizer
 from lmech.param.parametrization import (
     NTK,
@@ -39,6 +39,7 @@ __all__ = [
     "Parametrization",
     "Parametrized",
     "Preset",
+    "ScaledLinear",
     "get_parametrization",
     "get_preset",
     "make_optimizer",
