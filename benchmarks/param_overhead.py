@@ -57,8 +57,17 @@ OVERHEAD_NOTE = (
     "lr·ε, and the MLP has three values of it: input-like weights and biases with the readout weight, hidden "
     "weights, the readout bias); torch's Adam pays a Python-level pass per group. The Table 3 form has no "
     "multiplier but a fourth group. The transformer's branch multipliers are folded into its residual additions "
-    "(`torch.add(x, branch, alpha=m)`, which the SP model runs too with m = 1). Rerun: `python "
-    "benchmarks/param_overhead.py` (~3 min of CPU).")
+    "(`torch.add(x, branch, alpha=m)`, which the SP model runs too with m = 1). The whole-step ratios scatter "
+    "more between runs than their intervals say (the intervals resample rounds within one run): the same "
+    "comparison of the μP-initialized MLP without any multiplier or extra group against the plain one, in three "
+    "runs of 100-120 rounds at load 12-16, gave 1.021 [1.011, 1.031], 0.982 [0.978, 1.000] and 1.000 [0.987, "
+    "1.006]; a whole-step ratio is resolved to about ±2% on this machine today, the pieces above to a few µs. "
+    "The transformer's pieces, from whole steps in separate runs (100-150 rounds, load 13): CompleteP's initial "
+    "values alone (no multiplier, one group) 1.002 [0.994, 1.009]; with the readout and branch multipliers, one "
+    "group 1.008 [0.997, 1.020]; everything (three groups) 1.020 [1.007, 1.032]; its null (SP against SP) 0.994 "
+    "[0.979, 1.004]. Timing AdamW's step apart (three groups against one, same parameters) did not resolve "
+    "a difference at that load (−3 ms ± several ms: the step is 20-23 ms and the load moved it more). "
+    "Rerun: `python benchmarks/param_overhead.py` (~2 min of CPU, ~10 min of wall at load 13).")
 
 
 def mlp(width: int, device: str = "cpu") -> nn.Sequential:
@@ -240,7 +249,9 @@ def main(quick: bool) -> None:
         f"{100 * costs['pre-hook'] / mlp_step:.2f} |",
         f"| Adam: 3 parameter groups instead of 1 | {costs['groups']:.0f} | {100 * costs['groups'] / mlp_step:.2f} |",
         "", f"(plain readout forward and backward {costs['readout']:.0f} µs; Adam step with one group "
-        f"{costs['adam']:.0f} µs.) " + OVERHEAD_NOTE]
+        f"{costs['adam']:.0f} µs.) What `parametrize` adds to the MLP step by mechanism: "
+        f"{costs['inline'] + costs['groups']:.0f} µs, {100 * (costs['inline'] + costs['groups']) / mlp_step:.2f}% "
+        f"(before this version, with the hook: {costs['hook'] + costs['groups']:.0f} µs). " + OVERHEAD_NOTE]
     record("param_overhead", "## parametrize overhead\n\n" + "\n".join(lines))
 
 
