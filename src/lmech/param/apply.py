@@ -16,8 +16,9 @@ Three things happen (the numbers come from :mod:`lmech.param.presets`):
    in_features`` (one ``torch.add(b, Wx, alpha=A)``), else :math:`W(Ax) + b`. That is the weight
    multiplier (what ``mup.MuReadout`` computes) to rounding, and it adds one small elementwise operation
    and no module hook: a forward hook sends every call through torch's slow module-call path, which
-   cost 147 µs per training step on the readout of ``benchmarks/param_overhead.py``'s MLP, the inline
-   form 59 µs (readout forward and backward, 128×1024 → 10, measured apart). ``multipliers="hooks"``
+   cost 84-201 µs per training step on the readout of ``benchmarks/param_overhead.py``'s MLP (readout
+   forward and backward, 128×1024 → 10, measured apart in four runs), the inline form −21 to +72 µs
+   (three runs: zero within the measurement's scatter). ``multipliers="hooks"``
    (and every module that is not exactly ``nn.Linear``: a subclass keeps its own forward) installs
    hooks instead: for ``nn.Linear`` and convolutions a forward pre-hook multiplies the input
    (:math:`W(Ax) + b = (AW)x + b`), except for an ``nn.Linear`` with fewer outputs than inputs (a
