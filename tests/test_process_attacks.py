@@ -46,6 +46,23 @@ def _running(pid: int) -> bool:
     return state not in ("Z", "X")  # a zombie holds no memory and no file
 
 
+def _threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+def _workers_watching(driver: int) -> set[int]:
+    """The pool's workers (the fork server's children) once every one of them watches the driver: each runs
+    its ``lmech-driver-watch`` thread, started first thing by ``worker_init``, so that it has taken work or is
+    about to. Empty until then (a forked worker starts with the one thread that forked it)."""
+    parents = _parents()
+    servers = {child for child, parent in parents.items() if parent == driver}
+    workers = {child for child, parent in parents.items() if parent in servers}
+    return workers if len(workers) >= 2 and all(_threads(w) >= 2 for w in workers) else set()
+
+
 def _drain(stream, done: threading.Event) -> None:
     while stream.read(4096):
         pass
@@ -63,14 +80,12 @@ def test_killing_the_driver_leaves_no_orphan_and_closes_its_pipe(tmp_path, lmech
     closed = threading.Event()
     threading.Thread(target=_drain, args=(proc.stdout, closed), daemon=True).start()
     deadline, family = time.time() + 180, set()
-    while time.time() < deadline:  # the fork server, its two workers and the resource tracker
-        family = _descendants(proc.pid)
+    while time.time() < deadline:  # the fork server, its two workers (watching the driver) and the resource tracker
+        family = _descendants(proc.pid) if _workers_watching(proc.pid) else set()
         if len(family) >= 4:
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     assert len(family) >= 4, "the workers never started"
-    time.sleep(2.0)  # the workers are computing
-    family = _descendants(proc.pid)
     os.kill(proc.pid, sig)  # the driver only, not its process group
     proc.wait(timeout=30)
     end = time.time() + 30
@@ -119,21 +134,45 @@ def test_a_start_up_that_hangs_is_cut_by_its_deadline():
     assert time.perf_counter() - start < 5
 
 
-def test_workers_watch_their_driver(tmp_path):
-    """A process started with watch_driver(pid) ends when pid ends (the mechanism behind the test above)."""
-    code = ("import sys, time; from lmech.sweeps.executors import watch_driver; "
-            "watch_driver(int(sys.argv[1])); print('watching', flush=True); time.sleep(120)")
+def test_workers_watch_their_driver():
+    """A process started with watch_driver(pid) ends when pid ends (the mechanism behind the test above).
+    The watching process is forked from this one (lmech already imported: no second torch import)."""
+    import warnings
+
+    from lmech.sweeps.executors import watch_driver
+
     driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-    worker = subprocess.Popen([sys.executable, "-c", code, str(driver.pid)], stdout=subprocess.PIPE, text=True)
+    read, write = os.pipe()
+    with warnings.catch_warnings():  # Python >= 3.12 warns on fork() in a threaded process; the child only waits
+        warnings.simplefilter("ignore", DeprecationWarning)
+        worker = os.fork()
+    if worker == 0:
+        try:
+            os.close(read)
+            watch_driver(driver.pid)
+            os.write(write, b"watching")
+            time.sleep(120)
+        finally:
+            os._exit(0)  # never back into pytest; a watcher that works ends this process with SIGKILL first
+    os.close(write)
+    status = None
     try:
-        assert worker.stdout.readline().strip() == "watching"
+        assert os.read(read, 64) == b"watching"
         time.sleep(0.5)
-        assert worker.poll() is None
+        assert os.waitpid(worker, os.WNOHANG) == (0, 0)  # alive while its driver is
         driver.kill()
         driver.wait()
-        assert worker.wait(timeout=20) == -signal.SIGKILL
+        end = time.time() + 20
+        while status is None and time.time() < end:
+            pid, code = os.waitpid(worker, os.WNOHANG)
+            status = code if pid else None
+            time.sleep(0.02)
+        assert status is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
     finally:
-        for proc in (driver, worker):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        os.close(read)
+        if status is None:
+            os.kill(worker, signal.SIGKILL)
+            os.waitpid(worker, 0)
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()

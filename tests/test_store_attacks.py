@@ -42,26 +42,47 @@ def _leftovers(root: Path) -> list[str]:
 
 
 # -- 1. two writers of one run ------------------------------------------------------------------
+# One interpreter imports lmech once, then forks the writers: two processes per run, started together, each
+# doing what `lmech run` does (runner.execute) and reporting "run_id status" on its own pipe (or a traceback).
 _RUNNER = textwrap.dedent("""
-    import sys
+    import os, sys, traceback
     import sweep_toys  # noqa: F401  (registers toy-quadratic)
     from lmech import experiments
     from lmech.store import RunStore
     exp = experiments.get("toy-quadratic")
-    outcome = experiments.execute(exp, exp.Config(sleep=1.5, steps=int(sys.argv[2])), store=RunStore(sys.argv[1]))
-    print(outcome.run_id, outcome.status)
+    for steps in map(int, sys.argv[2:]):  # one trial per run, one after the other
+        writers = []
+        for _ in range(2):
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(read)
+                try:
+                    outcome = experiments.execute(exp, exp.Config(sleep=1.5, steps=steps), store=RunStore(sys.argv[1]))
+                    os.write(write, f"{outcome.run_id} {outcome.status}".encode())
+                    code = 0
+                except BaseException:
+                    os.write(write, traceback.format_exc().encode())
+                    code = 1
+                os._exit(code)
+            os.close(write)
+            writers.append((pid, read))
+        for pid, read in writers:
+            with os.fdopen(read, "rb") as fh:
+                text = fh.read().decode()
+            print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), text.replace(chr(10), " | "), flush=True)
 """)
 
 
 def test_concurrent_writers_of_one_run_end_with_one_complete_run_and_no_error(tmp_path, toy_env):
     store = tmp_path / "lab"
-    for trial in range(2):  # what `lmech run` does (runner.execute), twice at once
-        procs = [subprocess.Popen([sys.executable, "-c", _RUNNER, str(store), str(10 + trial)], env=toy_env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-        outs = [p.communicate(timeout=300) for p in procs]
-        for proc, (out, err) in zip(procs, outs):
-            assert proc.returncode == 0 and out.split()[1] == "done", err
-        assert len({out.split()[0] for out, _ in outs}) == 1
+    proc = subprocess.run([sys.executable, "-c", _RUNNER, str(store), "10", "11"], env=toy_env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line.split() for line in proc.stdout.splitlines()]
+    assert len(lines) == 4 and all(line[0] == "0" and line[2] == "done" for line in lines), proc.stdout
+    for trial in (lines[:2], lines[2:]):  # the two writers of one run wrote one run
+        assert len({line[1] for line in trial}) == 1
     runs = RunStore(store).verify()
     assert len(runs) == 2 and all(r.finished for r in runs), [(r.run_id, r.damage) for r in runs]
     assert all((r.path / "config.json").exists() for r in runs)
