@@ -57,9 +57,9 @@ first checkpoint (half the steps): both criteria are violated (measured 2.567, 2
 config case reproduces each of these exactly).
 
 Cost: the quick config trains 6 models × 400 steps (2,400 Adam steps) and fits 4,500 starts plus 100
-bootstrap replicates: 20-26 s of CPU time per seed measured on the shared 2-core machine at load average
-13-15 (every helper's jobs running), where the former 500-step grid took 24-28 s; about 1 s per 100 steps
-of one model plus 3 s for the fit. That is above the ~10 s target because the law cannot be tested with
+bootstrap replicates: 19-20 s of CPU time per seed measured on the shared 2-core machine at load average
+1-3 (20-26 s at load 13-15), where the former 500-step grid took 24-27 s; about 0.7 s per 100 steps of
+one model plus 1-2 s for the fit. That is above the ~10 s target because the law cannot be tested with
 much less: below ~250 steps every width is still on the unigram plateau and losses are not ordered by
 width; with four fitted widths the fit missed the interval at seed 2; and 300 steps at learning rate
 5e-2, or batches of 32 windows, missed 3% at seed 1 or 4 (4.0%, 5.4%). A rerun reads the trained grid
