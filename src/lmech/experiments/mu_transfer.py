@@ -38,15 +38,22 @@ spread over a Ray cluster; ``inline`` (default) computes them in this process. T
 * quick entry (MLP, depth 2, widths 16/64/256, log2 η = −10…−3, 100 steps of batch 32): 5.5 s of one
   core (plus ~3 s of first-call start-up); at seeds 0, 1, 2: ``mup_shift`` 0.28, 0.38, 0.19 (≤ 1);
   ``sp_shift`` 2.83, 2.42, 2.35 (≥ 2; optima −5.9 → −8.7, −6.0 → −8.5, −5.9 → −8.2); ``mup_wider_better``
-  −0.19, −0.10, −0.28 (each width at least 10% lower loss than the previous). The quick law book holds
-  the MLP only: no transformer config measured within CI's 8 s of a quick entry holds at seeds 0-4 (below).
+  −0.19, −0.10, −0.28 (each width at least 10% lower loss than the previous).
+* quick transformer entry (the ``char`` row of the table below: character tokens, depth 1, widths 8/32/128,
+  base 8, 2 heads, 8-token windows, batch 4, 32 evaluation windows, 120 steps, log2 η = −11…−3), measured by
+  the lead on one machine at load 2, seeds 0, 1, 2, 3, 4: ``mup_shift`` 0.30, 0.71, 0.52, 0.64, 0.43 (≤ 1);
+  ``sp_shift`` 4.56, 4.20, 3.47, 4.21, 4.19 (≥ 2); ``mup_wider_better`` −0.021, −0.024, −0.011, −0.012,
+  −0.019; 10-13 s of one core per seed. It costs more than the 8 s first set for a quick entry (the law's
+  two quick entries together stay under the ~25 s of compute a law has in ``make run``), and its μP shift
+  varies with the machine's arithmetic at the same seed (the table's helper measured 0.34, 0.82, 0.35, 0.65,
+  0.43): the margin to one grid step, ≥ 0.18 in both sets, is the power of this entry.
 * transformer entry of the full law book (depth 1, widths 8/32/128, base 8, 2 heads, 16-byte windows,
   batch 4, 150 steps, log2 η = −11…−2): 20-25 s of one core; seed 0: ``mup_shift`` 0.79, ``sp_shift``
   3.96 (−5.0 → −9.0), ``mup_wider_better`` −0.031; seed 1: 0.48, 3.72 (−5.2 → −8.9), −0.008; seed 2: 0.49,
   4.87 (−4.3 → −9.2), −0.011 (at this size wider is barely better at the narrow network's rate: 1-3% from
   width 32 to 128). Swapped counterexample: ``mup_shift`` 3.96, 3.72, 4.87; ``sp_shift`` −0.79, 0.35, 0.49;
   ``mup_wider_better`` 0.084, 0.072, 0.060.
-* **a transformer for the quick law book: measured, not added.** One seed's sweep (SP and μP at three
+* **a transformer for the quick law book: the configs measured.** One seed's sweep (SP and μP at three
   widths; depth 1, batch 4, 8-token windows, 32 evaluation windows, 2 heads unless starred), CPU time of
   one core at load 11-15 on the 2-core machine (where the MLP quick entry measures 3.3 s), and
   ``mup_shift`` at seeds 0, 1, 2, 3, 4 (✗: violated, or inconclusive at the grid's edge); wherever
@@ -291,12 +298,18 @@ class MuTransfer(Experiment):
         return MuTransferConfig(model="transformer", widths=(8, 32, 128), base_width=8, depth=1, batch_size=4,
                                 steps=150, log2_lrs=tuple(float(v) for v in range(-11, -1)))
 
+    def transformer_quick_config(self) -> MuTransferConfig:
+        """The lean transformer of the quick law book: character tokens, 120 steps (module docstring's table:
+        the one config measured to hold at seeds 0-4)."""
+        return MuTransferConfig(model="transformer", widths=(8, 32, 128), base_width=8, depth=1, batch_size=4,
+                                block_size=8, eval_windows=32, steps=120, tokenization="char",
+                                log2_lrs=tuple(float(v) for v in range(-11, -2)))
+
     def lawbook(self, quick: bool = True) -> list[tuple[str, MuTransferConfig]]:
-        """Quick: the MLP only (the full transformer entry costs 20-25 s of one core, and no transformer
-        config measured within CI's 8 s of a quick entry holds at seeds 0-4: module docstring's table);
-        full: the MLP at its default widths and the transformer."""
+        """Quick: the MLP and the lean character-level transformer (10-13 s of one core); full: the MLP at
+        its default widths and the byte-level transformer (20-25 s)."""
         if quick:
-            return [("mlp", self.quick_config())]
+            return [("mlp", self.quick_config()), ("transformer", self.transformer_quick_config())]
         return [("mlp", self.default_config()), ("transformer", self.transformer_config())]
 
     def smoke_config(self) -> MuTransferConfig:
