@@ -66,13 +66,19 @@ def law(request, quick_run):
 
 
 @pytest.fixture(scope="module", params=names())
-def smoke(request):
+def smoke(request, shared_computed):
+    """The smoke config run twice at its seed and once at the next one: computed in one process and shared
+    with the others (its two tests may run in two pytest-xdist processes, which computed it twice)."""
     exp = get_experiment(request.param)
     config = exp.smoke_config()
-    first = compute(exp, config)
-    second = compute(exp, config)
-    other = compute(exp, dataclasses.replace(config, seed=config.seed + 1))
-    return exp, first, second, other
+
+    def work():
+        first = compute(exp, config)
+        second = compute(exp, config)
+        other = compute(exp, dataclasses.replace(config, seed=config.seed + 1))
+        return first, second, other
+
+    return (exp, *shared_computed(f"smoke|{exp.name}", work))
 
 
 def test_identity(law):
