@@ -40,7 +40,12 @@ loss* of the same drawn projections (the Volterra risk, :func:`lmech.theory.scal
 same way) within 4% (0.8 of the tolerance) of the asymptotic x: otherwise these sizes and draws are
 pre-asymptotic and the theory itself does not claim x there. The share is wider than scaling-exponents'
 half: the projections' own scatter moves the exact frontier by ±3% at 64 draws (seeds 0-4), and the
-criterion is the measured exponent's, which the check leaves ≥ 1% for SGD's sampling noise.
+criterion is the measured exponent's, which the check leaves ≥ 1% for SGD's sampling noise. Before that,
+the cut-off M must not bind (issue 15's "checked"): the exact frontier of the same draws is read again with
+the modes M < k ≤ 16M added as their mean over the projection (K + σ_N I and the unlearnable target power
+Σ_{M<k≤16M} k^{-a}, :func:`lmech.theory.scaling.with_cutoff_tail`), and its slope must stay within 2% of x
+of the slope at M (scaling-exponents' share for the same check); the draws are common to both, so the
+difference is the cut-off's alone.
 
 Verdict ``frontier_exponent``: |x_measured/x_predicted − 1| ≤ 0.05 (the issue's number).
 
@@ -125,6 +130,12 @@ from lmech.theory import scaling as S
 FRONTIER_TOL = 0.05
 #: the exact (Volterra) frontier's slope must be within this share of the tolerance of the asymptote
 PREASYMPTOTIC_SHARE = 0.8
+#: the cut-off binds when the exact frontier's slope moves by more than this share of x once the modes up to
+#: CUTOFF_EXTRA·M are added (:func:`lmech.theory.scaling.with_cutoff_tail`; scaling-exponents' CUTOFF_SHIFT)
+CUTOFF_SHIFT = 0.02
+CUTOFF_EXTRA = 16
+#: the Volterra risk's relative block (:func:`lmech.theory.scaling.sgd_volterra`)
+VOLTERRA_BLOCK = 0.002
 #: the fewest bracketed optima in the fit window, and its smallest span in C
 MIN_POINTS = 6
 MIN_SPAN = 10.0
@@ -296,7 +307,9 @@ def sgd_grid(cfg: ScalingFrontierConfig, draws: Draws, progress: Progress) -> tu
         horizon = cfg.horizon(int(n))
         steps = np.concatenate([[0], _record_steps(horizon)])
         lr = cfg.sgd_lr / mu.sum(-1)  # (R,)
-        predicted = S.sgd_volterra(mu, mu * theta**2, lr, B, steps, floor, block=0.002).mean(0)
+        predicted = S.sgd_volterra(mu, mu * theta**2, lr, B, steps, floor, block=VOLTERRA_BLOCK).mean(0)
+        mu_tail, power_tail, floor_tail = S.with_cutoff_tail(mu, theta, floor, cfg.a, cfg.b, cfg.features, CUTOFF_EXTRA)
+        tail = S.sgd_volterra(mu_tail, power_tail, lr, B, steps, floor_tail, block=VOLTERRA_BLOCK).mean(0)
         sq = np.sqrt(mu)[:, None, None, :]  # (R, 1, 1, n)
         noise = np.sqrt(2 * floor)[:, None, None]  # (R, 1, 1)
         step = (lr / B)[:, None, None]
@@ -317,8 +330,8 @@ def sgd_grid(cfg: ScalingFrontierConfig, draws: Draws, progress: Progress) -> tu
                 t += 1
             progress.advance(span)
         mean = out.mean(0)
-        rows += [{"model_size": int(n), "step": int(s_), "loss": float(v), "predicted": float(p)}
-                 for s_, v, p in zip(steps, mean, predicted)]
+        rows += [{"model_size": int(n), "step": int(s_), "loss": float(v), "predicted": float(p),
+                  "predicted_tail": float(q)} for s_, v, p, q in zip(steps, mean, predicted, tail)]
         by_group = out[: (R // G) * G].reshape(G, R // G, len(steps)).mean(1)
         group_rows += [{"group": g, "model_size": int(n), "step": int(s_), "loss": float(by_group[g, k])}
                        for g in range(G) for k, s_ in enumerate(steps)]
@@ -359,6 +372,8 @@ def analyse(cfg: ScalingFrontierConfig, grid: pd.DataFrame, groups: pd.DataFrame
     exact = read_frontier(grid, budgets, cfg.batch, "predicted")
     out = {"frontier": measured, "frontier_volterra": exact, "fits": fit_frontier(measured, cfg),
            "fits_volterra": fit_frontier(exact, cfg)}
+    if "predicted_tail" in grid:
+        out["fits_cutoff"] = fit_frontier(read_frontier(grid, budgets, cfg.batch, "predicted_tail"), cfg)
     if groups is not None:
         out["chinchilla"] = _chinchilla_table(chinchilla_fit(cfg, groups))
     return out
@@ -398,6 +413,11 @@ def frontier_precondition(cfg: ScalingFrontierConfig, measurement: Result) -> st
                 f"{row['last']:.3g} (need {MIN_POINTS} over a decade; widen model_sizes or max_steps)")
     exact = float(measurement.series["fits_volterra"].set_index("quantity").loc["loss", "measured"])
     pred = S.exponents(cfg.a, cfg.b).compute_loss
+    if "fits_cutoff" in measurement.series:
+        tail = float(measurement.series["fits_cutoff"].set_index("quantity").loc["loss", "measured"])
+        if not abs(tail - exact) <= CUTOFF_SHIFT * pred:
+            return (f"the cut-off M binds: the exact (Volterra) frontier's slope is {exact:.4g} at M = {cfg.features} "
+                    f"and {tail:.4g} with the modes up to {CUTOFF_EXTRA}M added (more than {CUTOFF_SHIFT:.0%} of x apart)")
     if not abs(exact / pred - 1) <= PREASYMPTOTIC_SHARE * FRONTIER_TOL:
         return (f"pre-asymptotic window: the exact (Volterra) frontier of the same projections has slope {exact:.4g}, "
                 f"{abs(exact / pred - 1):.1%} from the asymptotic {pred:.4g} (more than "

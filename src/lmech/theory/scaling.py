@@ -99,6 +99,7 @@ __all__ = [
     "ridgeless_loss",
     "sgd_volterra",
     "volterra_direct",
+    "with_cutoff_tail",
 ]
 
 #: how close (in a or b units) to a phase boundary a task is flagged as on it (logarithmic corrections)
@@ -419,3 +420,33 @@ def volterra_direct(mu, power, lr: float, batch: int, horizon: int, floor: float
     for t in range(horizon + 1):
         loss[t] = forcing[t] + float(kernel[:t][::-1] @ loss[:t])
     return loss
+
+
+def with_cutoff_tail(mu, theta, floor, a, b, features: int, extra: int = 16):
+    r"""The regression eigensystem of a drawn model (``mu``, ``theta``, ``floor``: shapes (..., n), (..., n), (...),
+    features x = A_Nψ/√N of M = ``features`` modes) with the modes M < k ≤ ``extra``·M added, each replaced by its
+    mean over the projection: returns (μ', p', L_N') for :func:`sgd_volterra`, the cut-off's first-order effect.
+
+    The added columns contribute :math:`T = \tfrac1N\sum_{M<k\le 16M}\lambda_k a_ka_k^\top` to K, with mean
+    :math:`\sigma_N I`, :math:`\sigma_N = \tfrac1N\sum_{M<k\le16M}k^{-b}` (its fluctuations shrink as
+    √(N/n_eff), n_eff = (Σλ_k)²/Σλ_k² ≈ M(2b − 1)/(b − 1)² effective draws), and the target power
+    :math:`\tau = \sum_{M<k\le16M}k^{-a}`, which the mean term cannot learn (its cross-covariance with x has mean
+    zero). With K' = K + σI the eigenvectors stay, μ'_i = μ_i + σ, the learnable power (v_iᵀg)²/μ'_i =
+    μ_i²θ_i²/(μ_i + σ) and :math:`L'_N = L_N + \tfrac12\tau + \tfrac12\sum_i\mu_i\theta_i^2\,\sigma/(\mu_i+\sigma)`
+    (the total ½E y² grows by ½τ). A frontier that moves under this change is one the cut-off M binds
+    (the scaling-frontier law's check, mirroring scaling-exponents' comparison of its DE at M and 16M).
+    """
+    a, b = check_task(a, b)
+    mu, theta = np.asarray(mu, dtype=np.float64), np.asarray(theta, dtype=np.float64)
+    if mu.shape != theta.shape or mu.ndim < 1:
+        raise BadInput("theta", theta.shape, f"the shape of mu {mu.shape}")
+    for name, v in (("features", features), ("extra", extra)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise BadInput(name, v, "a positive integer")
+    k = np.arange(int(features) + 1, int(features) * int(extra) + 1, dtype=np.float64)
+    sigma = float(np.sum(k**-b)) / mu.shape[-1]
+    tau = float(np.sum(k**-a))
+    shifted = mu + sigma
+    learnable = mu * theta**2
+    floor = np.asarray(floor, dtype=np.float64) + 0.5 * tau + 0.5 * np.sum(learnable * sigma / shifted, axis=-1)
+    return shifted, mu * learnable / shifted, floor
