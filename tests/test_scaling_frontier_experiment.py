@@ -157,3 +157,17 @@ def test_a_binding_cutoff_is_flagged():
         reasons[m] = F.frontier_precondition(cfg, Result(series=F.analyse(cfg, grid, None))) or ""
     assert "cut-off M binds" in reasons[48]
     assert "cut-off" not in reasons[2048]
+
+
+def test_full_book_has_a_phase_two_entry_deep_inside_its_phase():
+    """The full book's second entry is in phase II, off its boundaries, with the terms competing with the
+    F_pp = F_ac balance at least 1/3 behind x in exponent ((b − 1)(a − 1 − b)/a for F_0, (2b − a)/a for K_pp), the
+    cut-off at least 4 times the largest model, and C_hi reachable by the largest model (the config's own check)."""
+    book = dict(get(NAME).lawbook(quick=False))
+    assert set(book) == {"phase Ia", "phase II"}
+    cfg = book["phase II"]
+    ph = S.phase(cfg.a, cfg.b)
+    assert ph.name == "II" and ph.boundary is None
+    assert min((cfg.b - 1) * (cfg.a - 1 - cfg.b) / cfg.a, (2 * cfg.b - cfg.a) / cfg.a) >= 1 / 3 - 1e-12
+    assert cfg.features >= 4 * cfg.model_sizes[-1]
+    assert dict(get(NAME).lawbook(quick=True)) == {"phase Ia": get(NAME).quick_config()}

@@ -86,25 +86,45 @@ Law book (quick): phase Ia at (a, b) = (2.5, 3) (x = 3/8, N* ∝ C^{1/4}, t*/N* 
 seeds 0, 1, 2: x = 0.387, 0.370, 0.378 (errors 3.3%, 1.4%, 0.9% against 5%; the Volterra frontier of the same
 draws 0.381, 0.363, 0.384); N* exponent 0.280 [0.200, 0.360], 0.201 [0.124, 0.278], 0.263 [0.173, 0.352]
 (predicted 0.25); t*/N* exponent 0.441 [0.281, 0.600], 0.597 [0.443, 0.752], 0.475 [0.295, 0.654] (predicted
-0.5). CPU ≈ 5 s per run on the loaded 2-core machine (SGD ≈ 3.5 s, the Chinchilla fit ≈ 1.3-2 s).
+0.5); the cut-off check's slope equals the Volterra one to 4 digits. CPU ≈ 5 s per run on the loaded 2-core
+machine (SGD ≈ 3.5 s, the Chinchilla fit ≈ 1.3-2 s); the cut-off check's second Volterra pass adds ≈ 0.7 s.
 The full law book (256 projections, 400 bootstrap replicates; CPU ≈ 17 s), seed 0: x = 0.376 (0.3%), the
 Volterra frontier 0.378; Chinchilla (E held) α = 1.455 [1.361, 1.565], β = 0.517 [0.499, 0.531] (positions 0.41,
 0.93: held, narrowly; with E fitted β was 0.556 [0.536, 0.590], 0.5 outside). CPU ≈ 13 s (this tree).
 
-Where it fails, and what was not reached (issue 15 asks for a second phase within 5%): the exact Volterra
-frontier, 16-64 projections, M = 2048-4096, N ≤ 724, C ≤ 2·10⁶ (seeds 0, 1):
+Law book (full), phase II at (a, b) = (6, 4), chosen deep inside its phase: the terms that compete with the
+frontier's F_pp = F_ac balance trail x by (b − 1)(a − 1 − b)/a = 1/2 (capacity F_0) and (2b − a)/a = 1/3 (SGD
+noise K_pp) in exponent; x = 5/6, N* ∝ C^{1/3}, t*/N* ∝ C^{1/3}. M = 2048, N = 16-512, 64 projections × 1 run,
+C = 10⁵-3·10⁶ (t ≤ 6·10⁴; N* ≈ 45-150). Measured at seeds 0, 1, 2: x = 0.902, 0.831, SEED2X (the Volterra
+frontier of the same draws 0.907, 0.826, SEED2V): seed 0 inconclusive (pre-asymptotic, +8.9%), seed 1 holds
+(−0.3%), seed 2 SEED2VERDICT. The cut-off does not bind (the exact slope with the modes to 16M added is the
+same to 4 digits). One-pass SGD tracks the exact expected loss to ≤ 0.6% in the exponent; what keeps phase II
+from being judged at every seed is the exact frontier itself. CPU ≈ 55 s per seed (SGD over
+Σ_N t_max(N)·N·R ≈ 1.6·10⁹ coordinate updates).
 
-* phase Ia at (2.5, 2): slope 0.48 ± 0.02 over C = 10³-10⁵ (R = 64, seeds 0-4: −1.7% to −5.8%), settling at
-  0.49-0.51 only for C ≥ 10⁵ (N* ≥ 100); (2.2, 1.5): 0.44-0.45 against 0.48 (−6 to −8%: a − 1 near b);
-* phase II at (4.6, 3): 0.807, 0.824 against 0.783 (+3%, +5%) over C = 10⁴-2·10⁶, the local slope still
-  falling; (4.1, 2.5): +6%, +9% over C ≤ 2·10⁵; (3.5, 2): every competing term within 0.14 in exponent,
-  0.62 against 0.714 (last session's probe);
+Where it fails, and what was not reached (issue 15 asks for a second phase within 5% at seeds 0, 1, 2): the
+exact Volterra frontier of drawn projections (no SGD), measured here:
+
+* phase II at (6, 4), the full entry's grid: +8.9%, −0.9%, +6.1% at seeds 0, 1, 2 (64 projections); a
+  jackknife over the projections at seed 0 gives a standard error of 2.6% (leaving any one projection out
+  moves the slope by < 1%: no outlier, a broad scatter), and 256 projections (seeds 3, 4) give SEED34. Over
+  one-decade windows at M = 4096, N ≤ 1024 (64 projections, seed 0): −1.1, +4.5, +1.2, +3.7, +3.5% for
+  C from 10^4.5 to 10^7.5; (5.5, 3.5): +4.3, +1.0, +3.9, +3.7, +2.4%. So a pre-asymptotic excess of ≈ +3% that
+  is not yet falling by C = 3·10⁷, under a draw-to-draw scatter of ±2.6% at 64 projections;
+* phase II at (4.6, 3): 0.807, 0.824 against 0.783 (+3%, +5%) over C = 10⁴-2·10⁶ (16-64 projections,
+  M = 2048-4096, N ≤ 724, seeds 0, 1), the local slope still falling; (4.1, 2.5): +6%, +9% over C ≤ 2·10⁵;
+  (3.5, 2): every competing term within 0.14 in exponent, 0.62 against 0.714;
 * phase III at (9, 3): 0.862, 0.894 against 0.833 (+3%, +7%) over C = 10⁴-2·10⁶ (R = 16), 0.877, 0.894 at
-  R = 64 over C ≤ 2·10⁵; (6, 2): +5%, +18%. The projections' scatter is large here (the target is mostly
-  the first mode, whose leakage into K's bulk sets F_ac): 16 draws move the slope by ±5%.
+  R = 64 over C ≤ 2·10⁵; (6, 2): +5%, +18%. The projections' scatter is large here too (the target is mostly
+  the first mode, whose leakage into K's bulk sets F_ac): 16 draws move the slope by ±5%;
+* phase Ia at (2.5, 2): slope 0.48 ± 0.02 over C = 10³-10⁵ (R = 64, seeds 0-4: −1.7% to −5.8%), settling at
+  0.49-0.51 only for C ≥ 10⁵ (N* ≥ 100); (2.2, 1.5): 0.44-0.45 against 0.48 (−6 to −8%: a − 1 near b).
 
-So at the sizes a CPU affords in seconds only phase Ia is asymptotic; a second phase would need
-C ≳ 10⁷ (phase II) with N ≳ 10³ and a few hundred projections: not attempted here.
+Judging phase II within 5% at every seed would need the exact frontier's excess ≲ 2% and the scatter ≲ 1%
+(≳ 400 projections) at C ≳ 10⁸, N ≳ 2·10³, M ≳ 8·10³: the eigendecompositions alone (N²M per projection,
+0.75 s of CPU at N = 1024, M = 4096) would take ≈ 40 min for 400 projections at N = 2048, before SGD. Not
+attempted; nor was Paquette et al.'s deterministic equivalent of K's spectrum, which would map the excess at
+such sizes without projections.
 """
 
 from __future__ import annotations
@@ -479,7 +499,7 @@ class ScalingFrontier(Experiment):
     Config = ScalingFrontierConfig
 
     def default_config(self) -> ScalingFrontierConfig:
-        """Phase Ia at (2.5, 2) with more projections and runs."""
+        """Phase Ia at (2.5, 3) with more projections and bootstrap replicates."""
         return ScalingFrontierConfig(replicates=256, bootstrap=400)
 
     def quick_config(self) -> ScalingFrontierConfig:
@@ -489,9 +509,16 @@ class ScalingFrontier(Experiment):
         return ScalingFrontierConfig(model_sizes=(4, 8, 16, 32), replicates=4, groups=2, compute_window=(100.0, 2000.0),
                                      max_steps=500, fit_from_size=4, bootstrap=10)
 
+    def phase_two_config(self) -> ScalingFrontierConfig:
+        """The full book's phase-II task (a, b) = (6, 4), deep inside its phase (module docstring)."""
+        return ScalingFrontierConfig(spectrum_exponent=4.0, target_exponent=6.0, features=2048,
+                                     model_sizes=(16, 23, 32, 45, 64, 91, 128, 181, 256, 362, 512), replicates=64,
+                                     compute_window=(1e5, 3e6), max_steps=60_000, fit_from_size=16, bootstrap=60)
+
     def lawbook(self, quick: bool = True) -> list[tuple[str, ScalingFrontierConfig]]:
-        base = self.quick_config() if quick else self.default_config()
-        return [("phase Ia", base)]
+        if quick:
+            return [("phase Ia", self.quick_config())]
+        return [("phase Ia", self.default_config()), ("phase II", self.phase_two_config())]
 
     def criteria(self) -> list[Criterion]:
         return [
