@@ -94,23 +94,30 @@ Volterra frontier 0.378; Chinchilla (E held) α = 1.455 [1.361, 1.565], β = 0.5
 
 Law book (full), phase II at (a, b) = (6, 4), chosen deep inside its phase: the terms that compete with the
 frontier's F_pp = F_ac balance trail x by (b − 1)(a − 1 − b)/a = 1/2 (capacity F_0) and (2b − a)/a = 1/3 (SGD
-noise K_pp) in exponent; x = 5/6, N* ∝ C^{1/3}, t*/N* ∝ C^{1/3}. M = 2048, N = 16-512, 64 projections × 1 run,
-C = 10⁵-3·10⁶ (t ≤ 6·10⁴; N* ≈ 45-150). Measured at seeds 0, 1, 2: x = 0.902, 0.831, SEED2X (the Volterra
-frontier of the same draws 0.907, 0.826, SEED2V): seed 0 inconclusive (pre-asymptotic, +8.9%), seed 1 holds
-(−0.3%), seed 2 SEED2VERDICT. The cut-off does not bind (the exact slope with the modes to 16M added is the
-same to 4 digits). One-pass SGD tracks the exact expected loss to ≤ 0.6% in the exponent; what keeps phase II
-from being judged at every seed is the exact frontier itself. CPU ≈ 55 s per seed (SGD over
-Σ_N t_max(N)·N·R ≈ 1.6·10⁹ coordinate updates).
+noise K_pp) in exponent; x = 5/6, N* ∝ C^{1/3}, t*/N* ∝ C^{1/3}. M = 2048, N = 16-512, 256 projections × 1
+run, C = 10⁵-3·10⁶ (t ≤ 6·10⁴; N* ≈ 45-150). Measured at seeds 0, 1, 2: x = 0.856, 0.860, 0.876 (+2.7%,
++3.2%, +5.1%; the Volterra frontier of the same draws 0.860, 0.855, 0.886: +3.2%, +2.6%, +6.3%): holds at
+seeds 0 and 1, **inconclusive at seed 2** (its exact frontier is pre-asymptotic by more than 4%), so phase II
+does not meet the issue's "within 5% at seeds 0, 1, 2" here. (The entry as a whole reads inconclusive at every
+seed: the Chinchilla verdicts are judged in phase Ia only.) N* exponent 0.324 [0.253, 0.395],
+0.291 [0.233, 0.348], 0.171 [0.106, 0.237] (predicted 1/3); t*/N* exponent 0.352 [0.210, 0.494],
+0.419 [0.304, 0.534], 0.658 [0.526, 0.789] (predicted 1/3). The cut-off does not bind (the exact slope with
+the modes to 16M added is the same to 4 digits). One-pass SGD tracks the exact expected loss to ≤ 1.2% in
+the exponent (64 projections: ≤ 0.6%); what keeps phase II from being judged at every seed is the exact
+frontier itself. CPU ≈ 3.5 min per seed (202-213 s measured on the loaded machine; SGD over
+Σ_N t_max(N)·N·R ≈ 6.4·10⁹ coordinate updates at ≈ 27 ns each in float64). With 64 projections (CPU ≈ 55 s):
+x = 0.902, 0.831, 0.879, the Volterra frontier 0.907, 0.826, 0.884, held at seed 1 only.
 
 Where it fails, and what was not reached (issue 15 asks for a second phase within 5% at seeds 0, 1, 2): the
 exact Volterra frontier of drawn projections (no SGD), measured here:
 
-* phase II at (6, 4), the full entry's grid: +8.9%, −0.9%, +6.1% at seeds 0, 1, 2 (64 projections); a
+* phase II at (6, 4), the full entry's grid: +8.9%, −0.9%, +6.1% at seeds 0, 1, 2 with 64 projections; a
   jackknife over the projections at seed 0 gives a standard error of 2.6% (leaving any one projection out
-  moves the slope by < 1%: no outlier, a broad scatter), and 256 projections (seeds 3, 4) give SEED34. Over
-  one-decade windows at M = 4096, N ≤ 1024 (64 projections, seed 0): −1.1, +4.5, +1.2, +3.7, +3.5% for
-  C from 10^4.5 to 10^7.5; (5.5, 3.5): +4.3, +1.0, +3.9, +3.7, +2.4%. So a pre-asymptotic excess of ≈ +3% that
-  is not yet falling by C = 3·10⁷, under a draw-to-draw scatter of ±2.6% at 64 projections;
+  moves the slope by < 1%: no outlier, a broad scatter); with 256 projections +3.2%, +2.6%, +6.3%, +1.3%,
+  +2.4% (seeds 0-4: mean +3.2%, spread 1.9%). Over one-decade windows at M = 4096, N ≤ 1024 (64
+  projections, seed 0): −1.1, +4.5, +1.2, +3.7, +3.5% for C from 10^4.5 to 10^7.5; (5.5, 3.5): +4.3, +1.0,
+  +3.9, +3.7, +2.4%. So a pre-asymptotic excess of ≈ +3% that is not yet falling by C = 3·10⁷, under a
+  draw-to-draw scatter of ±2-3% at 64-256 projections;
 * phase II at (4.6, 3): 0.807, 0.824 against 0.783 (+3%, +5%) over C = 10⁴-2·10⁶ (16-64 projections,
   M = 2048-4096, N ≤ 724, seeds 0, 1), the local slope still falling; (4.1, 2.5): +6%, +9% over C ≤ 2·10⁵;
   (3.5, 2): every competing term within 0.14 in exponent, 0.62 against 0.714;
@@ -121,10 +128,10 @@ exact Volterra frontier of drawn projections (no SGD), measured here:
   0.49-0.51 only for C ≥ 10⁵ (N* ≥ 100); (2.2, 1.5): 0.44-0.45 against 0.48 (−6 to −8%: a − 1 near b).
 
 Judging phase II within 5% at every seed would need the exact frontier's excess ≲ 2% and the scatter ≲ 1%
-(≳ 400 projections) at C ≳ 10⁸, N ≳ 2·10³, M ≳ 8·10³: the eigendecompositions alone (N²M per projection,
-0.75 s of CPU at N = 1024, M = 4096) would take ≈ 40 min for 400 projections at N = 2048, before SGD. Not
-attempted; nor was Paquette et al.'s deterministic equivalent of K's spectrum, which would map the excess at
-such sizes without projections.
+(≈ 1,000 projections, from the spread of 1.9% at 256) at C ≳ 10⁸, N ≳ 2·10³, M ≳ 8·10³: the projections
+alone (N²M per projection, 0.75 s of CPU at N = 1024, M = 4096, so ≈ 6 s at N = 2048, M = 8192) would take
+≈ 100 min, before SGD. Not attempted; nor was Paquette et al.'s deterministic equivalent of K's spectrum,
+which would map the excess at such sizes without projections.
 """
 
 from __future__ import annotations
@@ -512,7 +519,7 @@ class ScalingFrontier(Experiment):
     def phase_two_config(self) -> ScalingFrontierConfig:
         """The full book's phase-II task (a, b) = (6, 4), deep inside its phase (module docstring)."""
         return ScalingFrontierConfig(spectrum_exponent=4.0, target_exponent=6.0, features=2048,
-                                     model_sizes=(16, 23, 32, 45, 64, 91, 128, 181, 256, 362, 512), replicates=64,
+                                     model_sizes=(16, 23, 32, 45, 64, 91, 128, 181, 256, 362, 512), replicates=256,
                                      compute_window=(1e5, 3e6), max_steps=60_000, fit_from_size=16, bootstrap=60)
 
     def lawbook(self, quick: bool = True) -> list[tuple[str, ScalingFrontierConfig]]:
@@ -525,8 +532,9 @@ class ScalingFrontier(Experiment):
             Criterion("frontier_exponent", "|fitted / predicted − 1| of the compute-optimal loss exponent x "
                       "(L* ∝ C^-x, C = N·t·B)", FRONTIER_TOL,
                       "the issue's 5%; the exact Volterra frontier of the same draws is within 4% of it over the window "
-                      "(checked, else inconclusive) and the mean of 64 one-pass runs adds ≤ 2% (seeds 0-2: 0.9-3.3% "
-                      "in all)"),
+                      "(checked, as is the cut-off M, else inconclusive) and the mean of 64-256 one-pass runs adds "
+                      "≤ 2% (phase Ia, seeds 0-2: 0.9-3.3% in all; phase II, full book: 2.7%, 3.2%, inconclusive at "
+                      "seed 2)"),
             Criterion("chinchilla_alpha", "position of the predicted a − 1 in the Chinchilla fit's 95% bootstrap "
                       "interval of α (0: at the fit, 1: at the interval's end)", CHINCHILLA_TOL,
                       "the issue's 'within its bootstrap intervals' (95%); seeds 0-2: 0.11, 0.47, 0.91"),
