@@ -50,7 +50,7 @@ class SmallCNN(nn.Module):
         if pool and image_size < 2 ** (depth - 1):
             raise BadInput("depth", depth, f"at most 1 + log2(image_size = {image_size}) with pool=True (each "
                            "pool halves the grid)")
-        self.in_channels, self.image_size, self.pool = in_channels, image_size, pool
+        self.in_channels, self.image_size, self.pool, self.activation = in_channels, image_size, pool, activation
         self.act = ACTIVATIONS[activation]
         dev = "meta"
         self.input = nn.Conv2d(in_channels, width, 3, padding=1, device=dev)

@@ -9,7 +9,8 @@ Names (the models the universality laws train, :mod:`lmech.experiments.represent
 
 * ``mlp``: :func:`lmech.models.mlp.mlp`, ReLU, standard parametrization (options ``activation``,
   ``parametrization``);
-* ``cnn``: :class:`lmech.models.cnn.SmallCNN` (options ``activation``, ``image_size``);
+* ``cnn``: :class:`lmech.models.cnn.SmallCNN` (options ``activation``, ``image_size``, ``pool``: a bare state dict
+  of a pooled CNN needs ``pool=True``, a checkpoint of :func:`save` records it);
 * ``transformer``: :class:`lmech.models.patch_transformer.PatchTransformer` (option ``n_head``, default 2: the
   number of heads is not visible in the weights).
 
@@ -31,7 +32,7 @@ from torch import nn
 
 from lmech.errors import BadInput
 
-__all__ = ["ZOO", "build_from_state_dict", "default_layers", "load_model", "save"]
+__all__ = ["ZOO", "architecture_options", "build_from_state_dict", "default_layers", "load_model", "save"]
 
 #: the zoo's names
 ZOO = ("mlp", "cnn", "transformer")
@@ -113,12 +114,31 @@ def default_layers(name: str, model: nn.Module) -> list[str]:
     return [k for k in modules if k]
 
 
+def architecture_options(name: str, model: nn.Module) -> dict[str, Any]:
+    """The options of zoo model ``name`` that its weights do not show, read off ``model``: a CNN's ``pool``,
+    ``image_size`` and ``activation``, a transformer's ``n_head``. A state dict alone cannot carry them (the
+    pools have no parameters), so :func:`save` records them: rebuilt without them, a pooled CNN would load
+    its weights strictly and still compute a different function."""
+    found: dict[str, Any] = {}
+    if name == "cnn":
+        for key in ("pool", "image_size", "activation"):
+            if isinstance(getattr(model, key, None), (bool, int, str)):
+                found[key] = getattr(model, key)
+    elif name == "transformer":
+        blocks = getattr(model, "blocks", None)
+        if blocks is not None and len(blocks) and hasattr(getattr(blocks[0], "attn", None), "n_head"):
+            found["n_head"] = int(blocks[0].attn.n_head)
+    return found
+
+
 def save(name: str, model: nn.Module, path: str | Path, **options: Any) -> Path:
-    """Write ``model`` (a zoo model ``name``) as a checkpoint that loads without unpickling code."""
+    """Write ``model`` (a zoo model ``name``) as a checkpoint that loads without unpickling code, with the
+    options its weights do not show (:func:`architecture_options`; ``options`` given here take precedence)."""
     if name not in ZOO:
         raise BadInput("model", name, f"a model of lmech's zoo: {', '.join(ZOO)}")
     path = Path(path)
-    torch.save({"model": name, "options": dict(options), "state_dict": model.state_dict()}, path)
+    recorded = architecture_options(name, model) | dict(options)
+    torch.save({"model": name, "options": recorded, "state_dict": model.state_dict()}, path)
     return path
 
 
