@@ -142,14 +142,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from lmech.config import MAX_ELEMENTS, check_budget, spec
 from lmech.data.synthetic import generator
 from lmech.errors import BadInput
 from lmech.experiments.base import Counterexample, Criterion, Experiment, NullProgress, Progress, Result, RunConfig
 from lmech.experiments.registry import register
-from lmech.experiments.scaling_exponents import Draws, draw_phase_diagram, draw_projections
+from lmech.experiments.scaling_exponents import Draws, draw_phase_diagram, draw_projections, sgd_losses
 from lmech.laws.power_law import log_log_fit
 from lmech.theory import scaling as S
 
@@ -176,6 +175,11 @@ FIT_STRIDE = 3
 E_HELD = 1e-12
 #: the predicted α and β must lie within the fit's 95% bootstrap interval: position <= 1 (interval_position)
 CHINCHILLA_TOL = 1.0
+#: ``stop_after``: a size is no longer needed at C once each of the next two larger sizes is better by this share
+HORIZON_MARGIN = 0.02
+#: the seed offset of the SGD draws: one generator per model size (seed + SGD_SEED + SIZE_STRIDE·N), so a size's
+#: draws do not depend on how long the other sizes ran
+SGD_SEED, SIZE_STRIDE = 43, 1_000_003
 #: the counterexample's clocks: N → N^1.5 and t → t^1.25 make α and β fitted 1/1.5 and 1/1.25 of the truth
 TILT_N, TILT_T = 1.5, 1.25
 
@@ -208,6 +212,10 @@ class ScalingFrontierConfig(RunConfig):
     groups: int = spec(8, "sets of projections whose mean curves the Chinchilla fit's bootstrap resamples", min=2,
                        max=256)
     bootstrap: int = spec(60, "bootstrap replicates of the Chinchilla fit", min=10, max=10_000)
+    stop_after: float = spec(0.0, "0: every N runs to t_max(N); else (>= 2) N stops at this factor times the first "
+                             "compute at which the next two larger sizes are each better by 2% on the exact "
+                             "(Volterra) curves of the same draws (it can no longer be the optimum nor its "
+                             "neighbour)", min=0.0, max=1e3)
 
     @property
     def a(self) -> float:
@@ -238,6 +246,8 @@ class ScalingFrontierConfig(RunConfig):
             raise BadInput("compute_window", self.compute_window, "C_lo >= N_min·B (one step of the smallest model)")
         check_budget("model_sizes", self.model_sizes, self.model_sizes[-1] * self.features, MAX_ELEMENTS,
                      "entries of a projection (N_max·M)")
+        if self.stop_after != 0 and not self.stop_after >= 2:
+            raise BadInput("stop_after", self.stop_after, "0 (off) or a safety factor >= 2 in compute")
         work = sum(self.horizon(n) * n for n in self.model_sizes) * self.batch * self.replicates * self.chains
         check_budget("chains", self.chains, work, 10**11, "SGD sample entries (Σ_N t_max(N)·N·B·replicates·chains)")
 
@@ -320,47 +330,80 @@ def predict_frontier(cfg: ScalingFrontierConfig) -> Result:
 
 # ================================================================================ measurement
 
+def stop_steps(cfg: ScalingFrontierConfig, curves: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[int, int]:
+    """The last step each model size must reach (``stop_after``; module docstring): ``curves`` maps N to its
+    recorded steps (from 0) and its mean exact loss there. Size N_k stops at ``stop_after`` times the first
+    compute C = N_k·t·B at which L(N_{k+1}, C) <= L(N_k, C)/(1 + m) and L(N_{k+2}, C) <= L(N_{k+1}, C)/(1 + m)
+    (m = :data:`HORIZON_MARGIN`): on an iso-compute curve with one minimum, the minimum then sits at N_{k+2} or
+    beyond, so N_k is neither the optimum nor the parabola's neighbour of it (:func:`read_frontier`), and the
+    minimum only moves to larger N as C grows (N* ∝ C^y, y > 0); never later than t_max(N), never later (in C)
+    than N_{k+1} stops. With ``stop_after`` = 0: t_max(N) for every N."""
+    sizes = sorted(int(n) for n in cfg.model_sizes)
+    stop = {n: cfg.horizon(n) for n in sizes}
+    if not cfg.stop_after:
+        return stop
+    B = cfg.batch
+
+    def log_loss(n, c):
+        steps, loss = curves[n]
+        t = c / (n * B)
+        if not 1 <= t <= min(steps[-1], stop[n]) * (1 + 1e-12):
+            return None
+        return float(np.interp(math.log(t), np.log(steps[1:]), np.log(loss[1:])))
+
+    margin = math.log1p(HORIZON_MARGIN)
+    for k in range(len(sizes) - 3, -1, -1):
+        n, n1, n2 = sizes[k], sizes[k + 1], sizes[k + 2]
+        steps, _ = curves[n]
+        c_stop = None
+        for t in steps[1:]:
+            c = float(n * t * B)
+            if c > n1 * stop[n1] * B:  # N_{k+1} has stopped: N_k is not needed either
+                c_stop = c
+                break
+            here, one, two = log_loss(n, c), log_loss(n1, c), log_loss(n2, c)
+            if None not in (here, one, two) and one <= here - margin and two <= one - margin:
+                c_stop = c
+                break
+        if c_stop is not None:
+            stop[n] = min(stop[n], int(math.ceil(cfg.stop_after * c_stop / (n * B))))
+    return stop
+
+
 def sgd_grid(cfg: ScalingFrontierConfig, draws: Draws, progress: Progress) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One-pass SGD on every model size (module docstring). Returns the grid, per (N, step) the mean population
-    loss over replicates × chains beside the mean Volterra risk of the same draws (``predicted``), and the same
-    mean within each of ``groups`` sets of projections (for the Chinchilla fit's cluster bootstrap)."""
-    gen = generator(cfg.seed + 43)
+    """One-pass SGD on every model size (module docstring; the kernel :func:`lmech.experiments.scaling_exponents.
+    sgd_losses`, float32 draws and iterate). Returns the grid, per (N, step) the mean population loss over
+    replicates × chains beside the mean Volterra risk of the same draws (``predicted``; ``predicted_tail`` with
+    the modes beyond M added), and the same mean within each of ``groups`` sets of projections (for the
+    Chinchilla fit's cluster bootstrap and the frontier's jackknife). Each size runs to t_max(N), or to its stop
+    (:func:`stop_steps`) when ``stop_after`` is set: its curve is then a prefix of the full one (same draws)."""
     R, C, B = cfg.replicates, cfg.chains, cfg.batch
     G = cfg.groups
-    rows, group_rows = [], []
-    chunk = 256
+    exact = {}
     for n in cfg.model_sizes:
         mu, theta, floor = draws.at(int(n))
-        horizon = cfg.horizon(int(n))
-        steps = np.concatenate([[0], _record_steps(horizon)])
+        steps = np.concatenate([[0], _record_steps(cfg.horizon(int(n)))])
         lr = cfg.sgd_lr / mu.sum(-1)  # (R,)
-        predicted = S.sgd_volterra(mu, mu * theta**2, lr, B, steps, floor, block=VOLTERRA_BLOCK).mean(0)
+        exact[int(n)] = (steps, S.sgd_volterra(mu, mu * theta**2, lr, B, steps, floor, block=VOLTERRA_BLOCK))
+    stop = stop_steps(cfg, {n: (steps, pred.mean(0)) for n, (steps, pred) in exact.items()})
+    rows, group_rows = [], []
+    for n in cfg.model_sizes:
+        n = int(n)
+        mu, theta, floor = draws.at(n)
+        steps, predicted = exact[n]
+        keep = int(np.searchsorted(steps, stop[n])) + 1  # through the first recorded step >= the stop
+        steps, predicted = steps[:keep], predicted[:, :keep].mean(0)
+        lr = cfg.sgd_lr / mu.sum(-1)
         mu_tail, power_tail, floor_tail = S.with_cutoff_tail(mu, theta, floor, cfg.a, cfg.b, cfg.features, CUTOFF_EXTRA)
         tail = S.sgd_volterra(mu_tail, power_tail, lr, B, steps, floor_tail, block=VOLTERRA_BLOCK).mean(0)
-        sq = np.sqrt(mu)[:, None, None, :]  # (R, 1, 1, n)
-        noise = np.sqrt(2 * floor)[:, None, None]  # (R, 1, 1)
-        step = (lr / B)[:, None, None]
-        err = np.broadcast_to(-theta[:, None, :], (R, C, int(n))).copy()  # e = w − θ, w = 0
-        out = np.empty((R, len(steps)))
-        j, t = 0, 0
-        while t <= horizon:
-            span = min(chunk, horizon + 1 - t)
-            z = torch.randn((span, R, C, B, int(n)), generator=gen, dtype=torch.float32).double().numpy()
-            eps = torch.randn((span, R, C, B), generator=gen, dtype=torch.float32).double().numpy()
-            for s in range(span):
-                if j < len(steps) and steps[j] == t:
-                    out[:, j] = floor + 0.5 * np.einsum("ri,rci->r", mu, err * err) / C
-                    j += 1
-                x = z[s] * sq  # (R, C, B, n)
-                resid = np.einsum("rcbi,rci->rcb", x, err) - eps[s] * noise
-                err -= step * np.einsum("rcb,rcbi->rci", resid, x)
-                t += 1
-            progress.advance(span)
+        gen = generator(cfg.seed + SGD_SEED + SIZE_STRIDE * n)
+        out = sgd_losses(mu, theta, floor, lr, B, C, steps, gen, progress)
+        progress.advance(cfg.horizon(n) - int(steps[-1]))
         mean = out.mean(0)
-        rows += [{"model_size": int(n), "step": int(s_), "loss": float(v), "predicted": float(p),
+        rows += [{"model_size": n, "step": int(s_), "loss": float(v), "predicted": float(p),
                   "predicted_tail": float(q)} for s_, v, p, q in zip(steps, mean, predicted, tail)]
         by_group = out[: (R // G) * G].reshape(G, R // G, len(steps)).mean(1)
-        group_rows += [{"group": g, "model_size": int(n), "step": int(s_), "loss": float(by_group[g, k])}
+        group_rows += [{"group": g, "model_size": n, "step": int(s_), "loss": float(by_group[g, k])}
                        for g in range(G) for k, s_ in enumerate(steps)]
     return pd.DataFrame(rows), pd.DataFrame(group_rows)
 
@@ -403,7 +446,30 @@ def analyse(cfg: ScalingFrontierConfig, grid: pd.DataFrame, groups: pd.DataFrame
         out["fits_cutoff"] = fit_frontier(read_frontier(grid, budgets, cfg.batch, "predicted_tail"), cfg)
     if groups is not None:
         out["chinchilla"] = _chinchilla_table(chinchilla_fit(cfg, groups))
+        out["jackknife"] = jackknife_frontier(cfg, groups)
     return out
+
+
+def jackknife_frontier(cfg: ScalingFrontierConfig, groups: pd.DataFrame) -> pd.DataFrame:
+    r"""Leave-one-group-out frontier exponents: per group g of projections, x fitted on the grid averaged over the
+    other groups (read and fitted as the law's, :func:`read_frontier`, :func:`fit_frontier`). The jackknife standard
+    error of x (Efron & Stein 1981; Efron & Tibshirani 1993, eq. 11.5) is
+    :math:`\sqrt{\tfrac{G-1}{G}\sum_g (x_{-g} - \bar x_{-})^2` (:func:`jackknife_se`)."""
+    budgets = _budgets(cfg)
+    rows = []
+    for g in sorted(groups.group.unique()):
+        rest = groups[groups.group != g].groupby(["model_size", "step"], as_index=False).loss.mean()
+        fits = fit_frontier(read_frontier(rest, budgets, cfg.batch), cfg).set_index("quantity")
+        rows.append({"group": int(g), "loss_exponent": float(fits.loc["loss", "measured"])})
+    return pd.DataFrame(rows, columns=["group", "loss_exponent"])
+
+
+def jackknife_se(values) -> float:
+    """The jackknife standard error √((G − 1)/G Σ (x_g − x̄)²) of G leave-one-out estimates (nan if any is)."""
+    v = np.asarray(values, float)
+    if v.size < 2 or not np.all(np.isfinite(v)):
+        return float("nan")
+    return float(math.sqrt((v.size - 1) / v.size * np.sum((v - v.mean()) ** 2)))
 
 
 def measure_frontier(cfg: ScalingFrontierConfig, progress: Progress | None = None) -> Result:
@@ -463,6 +529,12 @@ def chinchilla_precondition(cfg: ScalingFrontierConfig, measurement: Result) -> 
     if not len(measurement.series.get("chinchilla", ())):
         return "too few grid points for the Chinchilla fit (t >= fit_from_step, N >= fit_from_size)"
     return None
+
+
+def _x_se(measurement: Result) -> float:
+    """The jackknife standard error of the measured frontier exponent over the groups of projections."""
+    jack = measurement.series.get("jackknife")
+    return jackknife_se(jack.loss_exponent) if jack is not None and len(jack) else float("nan")
 
 
 def chinchilla_report(cfg: ScalingFrontierConfig, measurement: Result) -> dict | None:
@@ -588,7 +660,8 @@ class ScalingFrontier(Experiment):
             inconclusive=frontier_precondition(config, measurement), phase=ex.phase.name,
             interval=(float(fits.loc["loss", "low"]), float(fits.loc["loss", "high"])),
             window=(float(fits.loc["loss", "first"]), float(fits.loc["loss", "last"])),
-            volterra=float(volterra.loc["loss", "measured"]), **reported, chinchilla=chinchilla_report(config, measurement))]
+            volterra=float(volterra.loc["loss", "measured"]), x_se=_x_se(measurement), **reported,
+            chinchilla=chinchilla_report(config, measurement))]
         report = chinchilla_report(config, measurement)
         why_not = chinchilla_precondition(config, measurement)
         for key in ("alpha", "beta"):
