@@ -80,7 +80,7 @@ def test_sgd_grid_mean_matches_the_exact_volterra_expectation():
 @pytest.mark.parametrize("overrides,field", [
     ({"spectrum_exponent": 1.0}, "spectrum_exponent"), ({"target_exponent": 1.0}, "target_exponent"),
     ({"compute_window": (1e5, 1e3)}, "compute_window"), ({"compute_window": (1e3, 1e7)}, "compute_window"),
-    ({"groups": 128}, "groups"), ({"model_sizes": (8, 4, 16)}, "model_sizes")])
+    ({"groups": 128}, "groups"), ({"model_sizes": (8, 4, 16)}, "model_sizes"), ({"stop_after": 1.5}, "stop_after")])
 def test_bad_configs_are_refused(overrides, field):
     from lmech.config import validate
 
@@ -113,6 +113,7 @@ def test_lawbook_reports_the_allocation_exponents(quick_run):
     assert frontier["tokens_per_parameter_exponent"]["predicted"] == pytest.approx((cfg.b - 1) / (cfg.b + 1))
     low, high = frontier["model_size_exponent"]["interval"]
     assert low < frontier["model_size_exponent"]["measured"] < high
+    assert 0 < frontier["x_se"] < 0.1 * frontier["volterra"]  # the jackknife over the 8 groups (seeds 0-2: 0.01)
     chinchilla = frontier["chinchilla"]
     assert chinchilla["alpha"]["predicted"] == ex.model and chinchilla["beta"]["predicted"] == ex.time
     assert chinchilla["alpha"]["interval"][0] < chinchilla["alpha"]["fitted"] < chinchilla["alpha"]["interval"][1]
@@ -171,3 +172,58 @@ def test_full_book_has_a_phase_two_entry_deep_inside_its_phase():
     assert min((cfg.b - 1) * (cfg.a - 1 - cfg.b) / cfg.a, (2 * cfg.b - cfg.a) / cfg.a) >= 1 / 3 - 1e-12
     assert cfg.features >= 4 * cfg.model_sizes[-1]
     assert dict(get(NAME).lawbook(quick=True)) == {"phase Ia": get(NAME).quick_config()}
+
+
+def _closed_form_curves(cfg, alpha=1.5, beta=0.5):
+    """L(N, t) = N^-α + t^-β at the law's recorded steps of each size (the Chinchilla closed form)."""
+    out = {}
+    for n in cfg.model_sizes:
+        st = np.concatenate([[0], F._record_steps(cfg.horizon(int(n)))])
+        out[int(n)] = (st, n**-alpha + np.maximum(st, 1.0) ** -beta)
+    return out
+
+
+def _frame(curves, stop):
+    return pd.DataFrame([{"model_size": n, "step": int(s), "loss": float(v)} for n, (st, l) in curves.items()
+                         for s, v in zip(st, l) if s <= st[min(int(np.searchsorted(st, stop[n])), len(st) - 1)]])
+
+
+def test_stopped_horizons_leave_the_frontier_unchanged():
+    """:func:`F.stop_steps` on the closed form L = N^-α + t^-β (N* ∝ C^(1/4)): with ``stop_after`` = 2 the small
+    sizes stop early (the SGD work Σ N·t_stop falls), and the frontier read from the stopped curves is the one
+    read from the full curves, row for row (the stop never cuts a curve the reading uses); off (0), every size
+    runs to t_max(N)."""
+    cfg = F.ScalingFrontierConfig(model_sizes=(4, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128), compute_window=(1e3, 1e5))
+    curves = _closed_form_curves(cfg)
+    full = F.stop_steps(cfg, curves)
+    assert full == {int(n): cfg.horizon(int(n)) for n in cfg.model_sizes}
+    stop = F.stop_steps(dataclasses.replace(cfg, stop_after=2.0), curves)
+    assert all(stop[n] <= full[n] for n in full)
+    assert sum(n * stop[n] for n in stop) < 0.9 * sum(n * full[n] for n in full)  # measured: 0.81
+    budgets = F._budgets(cfg)
+    pd.testing.assert_frame_equal(F.read_frontier(_frame(curves, stop), budgets),
+                                  F.read_frontier(_frame(curves, full), budgets))
+
+
+def test_stopped_sgd_curves_are_prefixes_of_the_full_ones():
+    """Each size draws from its own generator, so a stopped size's SGD curve is the full curve's prefix, and the
+    other sizes' curves do not move (same config and seed ⇒ same numbers, whatever the horizons)."""
+    cfg = F.ScalingFrontierConfig(model_sizes=(2, 3, 4, 6, 8), replicates=2, groups=2,
+                                  compute_window=(50.0, 2000.0), max_steps=1000, bootstrap=10)
+    draws = draw_projections(cfg)
+    full, _ = F.sgd_grid(cfg, draws, NullProgress())
+    cut, _ = F.sgd_grid(dataclasses.replace(cfg, stop_after=2.0), draws, NullProgress())
+    assert len(cut) < len(full)
+    merged = cut.merge(full, on=["model_size", "step"], suffixes=("", "_full"))
+    assert len(merged) == len(cut)
+    for col in ("loss", "predicted", "predicted_tail"):
+        assert np.array_equal(merged[col], merged[f"{col}_full"])
+
+
+def test_jackknife_se_of_a_mean_is_its_standard_error():
+    """The leave-one-out jackknife of a sample mean is exactly the classical s/√G (Efron & Tibshirani 1993,
+    sec. 11.2): the closed form the frontier's x_se generalizes."""
+    v = np.random.default_rng(0).standard_normal(12)
+    loo = (v.sum() - v) / (v.size - 1)
+    assert F.jackknife_se(loo) == pytest.approx(v.std(ddof=1) / math.sqrt(v.size), rel=1e-12)
+    assert math.isnan(F.jackknife_se([1.0, float("nan")]))

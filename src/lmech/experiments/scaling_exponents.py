@@ -395,7 +395,8 @@ def gd_curve_runs(cfg: ScalingExponentsConfig, draws: Draws) -> pd.DataFrame:
 
 
 def sgd_losses(mu, theta, floor, lr, batch: int, chains: int, steps, gen: torch.Generator,
-               progress: Progress | None = None, dtype: torch.dtype = torch.float32, chunk: int = 256) -> np.ndarray:
+               progress: Progress | None = None, dtype: torch.dtype = torch.float32, chunk: int = 256,
+               whole_chunks: bool = False) -> np.ndarray:
     r"""One-pass SGD from w = 0 on the student's features in K's eigenbasis, ``chains`` independent runs per
     draw, all advancing together: per step B fresh samples u = z·√μ (z ~ N(0, I)), y = θ·u + ε (ε ~ N(0, 2L_N)),
     residual r = u·(w − θ) − ε, and :math:`w \leftarrow w - \tfrac{\gamma}{B}\sum_b r_b u_b` (the one-pass SGD
@@ -409,7 +410,8 @@ def sgd_losses(mu, theta, floor, lr, batch: int, chains: int, steps, gen: torch.
     iterate e = w − θ, kept in ``dtype`` and updated in place (float32: the loss, read out in float64, agrees
     with a float64 iterate on the same draws to ≪ SGD's noise, tests; float32 draws cost ≈ 10 ns an element
     on one thread here, a float32 step ≈ 2-3 ns a coordinate, against ≈ 27 ns for the former float64 numpy
-    kernel)."""
+    kernel). ``whole_chunks``: draw every chunk whole, the last one's unused steps too, so that the draws of
+    step t do not depend on the horizon (a shorter run is then a prefix of a longer one)."""
     mu = np.asarray(mu, dtype=np.float64)
     R, n = mu.shape
     C, B = int(chains), int(batch)
@@ -424,7 +426,7 @@ def sgd_losses(mu, theta, floor, lr, batch: int, chains: int, steps, gen: torch.
     horizon = int(steps[-1])
     j, t = 0, 0
     while t <= horizon:
-        span = min(chunk, horizon + 1 - t)
+        span, start = (chunk if whole_chunks else min(chunk, horizon + 1 - t)), t
         z = torch.randn((span, R, C, B, n), generator=gen, dtype=torch.float32).to(dtype).mul_(scale)
         eps = torch.randn((span, R, C, B), generator=gen, dtype=torch.float32).to(dtype).mul_(noise)
         if B == 1:  # e ← e − (u·e − ε')u, one fused update per step
@@ -432,6 +434,8 @@ def sgd_losses(mu, theta, floor, lr, batch: int, chains: int, steps, gen: torch.
         else:
             draws = zip(z.unbind(0), eps.unsqueeze(-1).unbind(0))
         for u, e_ in draws:
+            if t > horizon:
+                break
             if j < len(steps) and steps[j] == t:
                 e = err.double()
                 out[:, j] = floor + 0.5 * (mu64 * e * e).sum(-1).mean(-1).numpy()
@@ -444,7 +448,7 @@ def sgd_losses(mu, theta, floor, lr, batch: int, chains: int, steps, gen: torch.
                 err.sub_((u * resid).sum(2))
             t += 1
         if progress is not None:
-            progress.advance(span)
+            progress.advance(t - start)
     return out
 
 

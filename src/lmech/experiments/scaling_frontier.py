@@ -397,7 +397,7 @@ def sgd_grid(cfg: ScalingFrontierConfig, draws: Draws, progress: Progress) -> tu
         mu_tail, power_tail, floor_tail = S.with_cutoff_tail(mu, theta, floor, cfg.a, cfg.b, cfg.features, CUTOFF_EXTRA)
         tail = S.sgd_volterra(mu_tail, power_tail, lr, B, steps, floor_tail, block=VOLTERRA_BLOCK).mean(0)
         gen = generator(cfg.seed + SGD_SEED + SIZE_STRIDE * n)
-        out = sgd_losses(mu, theta, floor, lr, B, C, steps, gen, progress)
+        out = sgd_losses(mu, theta, floor, lr, B, C, steps, gen, progress, whole_chunks=True)
         progress.advance(cfg.horizon(n) - int(steps[-1]))
         mean = out.mean(0)
         rows += [{"model_size": n, "step": int(s_), "loss": float(v), "predicted": float(p),
