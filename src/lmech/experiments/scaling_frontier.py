@@ -591,8 +591,9 @@ class ScalingFrontier(Experiment):
     def phase_two_config(self) -> ScalingFrontierConfig:
         """The full book's phase-II task (a, b) = (6, 4), deep inside its phase (module docstring)."""
         return ScalingFrontierConfig(spectrum_exponent=4.0, target_exponent=6.0, features=2048,
-                                     model_sizes=(16, 23, 32, 45, 64, 91, 128, 181, 256, 362, 512), replicates=256,
-                                     compute_window=(1e5, 3e6), max_steps=60_000, fit_from_size=16, bootstrap=60)
+                                     model_sizes=(23, 32, 45, 64, 91, 128, 181, 256), replicates=512, groups=32,
+                                     compute_window=(1e5, 3e6), max_steps=60_000, fit_from_size=16, bootstrap=60,
+                                     stop_after=2.0)
 
     def lawbook(self, quick: bool = True) -> list[tuple[str, ScalingFrontierConfig]]:
         if quick:
