@@ -24,9 +24,20 @@ Measurement: real one-pass SGD, never the theory's equations. ``replicates`` pro
 the model of size N uses its first N rows); for each N the student's features are drawn directly as
 Gaussian vectors of covariance K = AΛAᵀ/N in K's eigenbasis (u_i ~ N(0, μ_i), y = θ·u + ε, as
 :func:`lmech.data.power_law.regression_samples`), ``chains`` independent runs per projection, batch B, step
-γ = ``sgd_lr``/tr K of the draw, from w = 0; every run of one model size advances together in one batched
-array. The population loss ½Σμ_i(w_i − θ_i)² + L_N is recorded at log-spaced steps up to t_max(N) =
-min(``max_steps``, C_hi/(N·B)) and averaged over runs and projections: the grid L(N, t).
+γ = ``sgd_lr``/tr K of the draw, from w = 0; every run of one model size advances together
+(:func:`lmech.experiments.scaling_exponents.sgd_losses`: float32 draws from one generator per model size, a
+float32 iterate updated in place; on the same draws a float64 iterate gives the same loss curves to 1e-4,
+tests). The population loss ½Σμ_i(w_i − θ_i)² + L_N, read out in float64, is recorded at log-spaced steps up
+to t_max(N) = min(``max_steps``, C_hi/(N·B)) and averaged over runs and projections: the grid L(N, t).
+
+Horizons (``stop_after``, the phase-II entry; off in the quick book, whose Chinchilla fit uses the whole grid):
+a model size only matters at the C where it can be the optimum or the parabola's neighbour of it. Size N_k
+stops at ``stop_after`` (≥ 2) times the first C at which each of the next two larger sizes is 2% better on
+the exact (Volterra) mean curves of the same draws (:func:`stop_steps`): the iso-compute minimum then sits at
+N_{k+2} or beyond, and N* only grows with C. Its curve is then a prefix of the full one (same draws). On the
+former phase-II grid (N = 16-512, 256 projections, seed 0) the frontier read with and without it is the same
+row for row, measured and exact (x = 0.8695 and 0.8599 either way, 13 bracketed optima), for 16% less SGD;
+the closed-form test checks the same on N^-1.5 + t^-0.5.
 
 Reading the frontier (:func:`read_frontier`): for each C of a log grid, L(N, C/(NB)) on every N whose curve
 reaches that t (log-linear interpolation between recorded steps); the minimum over N by a parabola in log N
@@ -74,6 +85,10 @@ draws' own bias, β 0.49-0.53 on their exact expectation). No fitting window set
 on the exact expectation (E held, seeds 0-2) t ≥ 30, 100, 300 or 1000 and N ≥ 4, 8 or 16 all leave β within
 0.455-0.536. Counterexample: the same points read at N^1.5 and t^1.25 (exponents 1.0 and 0.4 against 1.5 and
 0.5) are violated at every seed 0-4 (positions 1.5-5.3).
+
+Reported beside x, not judged: its jackknife standard error ``x_se`` over the ``groups`` sets of projections
+(:func:`jackknife_frontier`: leave one group out, read and fit again; √((G − 1)/G·Σ(x_{−g} − x̄)²)), the
+scatter of the measured exponent from the projections and SGD together.
 
 Reported beside their predictions, not judged: the exponents of N*(C) and of t*/N* with their 95% intervals
 (the iso-compute curves are flat at their minimum, within 10% over a factor 2 in N, so N* scatters where L*
