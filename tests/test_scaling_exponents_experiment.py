@@ -159,7 +159,7 @@ def _kernel_problem(n=12, replicates=6, seed=0):
 
 def test_sgd_kernel_float32_equals_float64_on_the_same_draws():
     """The float32 iterate against a float64 iterate driven by exactly the same draws (the float64 kernel it
-    replaced): the chain-mean loss curves agree to 1e-4 relative (measured ≈ 1e-6; SGD's own run-to-run scatter
+    replaced): the chain-mean loss curves agree to 1e-4 relative (measured 5e-7; SGD's own run-to-run scatter
     is ±5-15% per step), with no drift (the mean relative gap ≤ 1e-5), for B = 1 and B = 3."""
     mu, theta, floor, lr = _kernel_problem()
     steps = np.concatenate([[0], np.unique(np.geomspace(1, 600, 25).astype(int))])
@@ -173,7 +173,7 @@ def test_sgd_kernel_float32_equals_float64_on_the_same_draws():
 def test_sgd_kernel_is_deterministic_and_tracks_the_volterra_expectation():
     """Same generator seed ⇒ the same numbers; with B = 2 (the batched path) the mean of 6 draws × 64 runs tracks
     the exact expected loss (:func:`lmech.theory.scaling.sgd_volterra`, itself tested against a literal
-    evaluation) with normalized RMS ≤ 0.1 (the law's SGD tolerance; measured ≈ 0.02) and the initial loss
+    evaluation) with normalized RMS ≤ 0.1 (the law's SGD tolerance; measured 0.010) and the initial loss
     exact (½E y², the same at every draw)."""
     mu, theta, floor, lr = _kernel_problem()
     steps = np.concatenate([[0], np.unique(np.geomspace(1, 400, 20).astype(int))])

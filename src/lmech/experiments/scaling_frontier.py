@@ -27,7 +27,7 @@ Gaussian vectors of covariance K = AΛAᵀ/N in K's eigenbasis (u_i ~ N(0, μ_i)
 γ = ``sgd_lr``/tr K of the draw, from w = 0; every run of one model size advances together
 (:func:`lmech.experiments.scaling_exponents.sgd_losses`: float32 draws from one generator per model size, a
 float32 iterate updated in place; on the same draws a float64 iterate gives the same loss curves to 1e-4,
-tests). The population loss ½Σμ_i(w_i − θ_i)² + L_N, read out in float64, is recorded at log-spaced steps up
+tests, measured 5·10⁻⁷, and to 2·10⁻⁵ at the phase-II entry's horizons, 6·10⁴ steps at N = 23 and 64). The population loss ½Σμ_i(w_i − θ_i)² + L_N, read out in float64, is recorded at log-spaced steps up
 to t_max(N) = min(``max_steps``, C_hi/(N·B)) and averaged over runs and projections: the grid L(N, t).
 
 Horizons (``stop_after``, the phase-II entry; off in the quick book, whose Chinchilla fit uses the whole grid):
