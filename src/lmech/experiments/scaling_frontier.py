@@ -129,7 +129,9 @@ II from being judged at every seed is the exact frontier's own excess, +3.8% on 
 CPU ≈ 3.2 min per seed (184-201 s on the loaded machine: SGD 104-115 s over Σ_N t_stop(N)·N·R ≈ 8.8·10⁹
 coordinate updates, ≈ 12 ns each in float32; the exact Volterra curves, both passes, 58-65 s; the
 projections 14-17 s); the stops cut the SGD of N = 23, 32, 45 to C ≈ 1.2-1.7·10⁵, 3.7-5.5·10⁵, 1.2-1.5·10⁶.
-All three parts grow linearly with the projections: 1024 projections ≈ 6.5 min a seed, 2048 ≈ 13 min.
+All three parts grow linearly with the projections: 1024 projections 390 s at seed 0 (SGD 214 s, Volterra
+137 s, projections 31 s; x = 0.864, +3.7%, the Volterra frontier 0.860, +3.2%, x_se 0.009: holds), 2048
+≈ 13 min a seed (extrapolated).
 
 The former entry (N = 16-512, 256 projections, the float64 numpy kernel at ≈ 27 ns an update, no stops):
 x = 0.856, 0.860, 0.876 (+2.7%, +3.2%, +5.1%; Volterra 0.860, 0.855, 0.886: +3.2%, +2.6%, +6.3%), held at
