@@ -330,7 +330,7 @@ def population_gd(mu, power, lr: float, steps, floor=0.0) -> np.ndarray:
     return np.asarray(floor, dtype=np.float64)[..., None] + 0.5 * np.sum(p[..., None] * factor, axis=-2)
 
 
-def sgd_volterra(mu, power, lr: float, batch: int, steps, floor=0.0, block: float = 0.0) -> np.ndarray:
+def sgd_volterra(mu, power, lr: float, batch: int, steps, floor=0.0, block: float = 0.0, counts=None) -> np.ndarray:
     r"""Expected loss of one-pass SGD from w = 0 with step γ = ``lr`` and batch B, solved exactly.
 
     Derivation (Gaussian x with Cov x = diag(μ) in its eigenbasis, y = θ·x + ε, ε ~ N(0, 2L_N)
@@ -356,11 +356,19 @@ def sgd_volterra(mu, power, lr: float, batch: int, steps, floor=0.0, block: floa
     recursion: :math:`S_i \leftarrow \rho_i^D S_i + \sum_{s<D}\rho_i^{D-1-s}L(t+s)`, the sums in closed form), so
     a horizon T costs O(log T / block) steps; block = 0.005 stays within 1e-3 of the exact loss over 10⁵ steps
     (tests).
+
+    ``counts`` (shape of ``mu``; default 1 per mode) weights each mode in the kernel only,
+    :math:`\mathcal K(\tau) = \tfrac{\gamma^2}{B}\sum_j n_j\mu_j^2\rho_j^\tau`: quadrature nodes μ_j of a spectral
+    density carrying n_j eigenvalues each and the power p_j of all of them (:func:`expected_sgd_risk`).
     """
     mu, p = np.asarray(mu, dtype=np.float64), np.asarray(power, dtype=np.float64)
     t_out = _steps(steps)
     if mu.shape != p.shape:
         raise BadInput("power", p.shape, f"the shape of mu {mu.shape}")
+    if counts is not None:
+        counts = np.asarray(counts, dtype=np.float64)
+        if counts.shape != mu.shape or not np.all(np.isfinite(counts)) or np.any(counts < 0):
+            raise BadInput("counts", counts.shape, f"finite multiplicities >= 0 of the shape of mu {mu.shape}")
     if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
         raise BadInput("batch", batch, "a batch size >= 1")
     floor = np.broadcast_to(np.asarray(floor, dtype=np.float64), mu.shape[:-1])
@@ -368,7 +376,7 @@ def sgd_volterra(mu, power, lr: float, batch: int, steps, floor=0.0, block: floa
     if not np.all(np.isfinite(lr)) or np.any(lr <= 0):
         raise BadInput("lr", lr.ravel()[:4].tolist(), "step sizes > 0 (one, or one per problem)")
     rho = 1.0 - 2 * lr * mu + lr**2 * mu**2 * (1 + 1 / batch)
-    q = lr**2 / batch * mu**2
+    q = lr**2 / batch * mu**2 * (1.0 if counts is None else counts)
     if not (math.isfinite(block) and 0 <= block < 1):
         raise BadInput("block", block, "a relative block size in [0, 1)")
     decay = p.copy()  # p_i ρ_i^t
@@ -450,3 +458,320 @@ def with_cutoff_tail(mu, theta, floor, a, b, features: int, extra: int = 16):
     learnable = mu * theta**2
     floor = np.asarray(floor, dtype=np.float64) + 0.5 * tau + 0.5 * np.sum(learnable * sigma / shifted, axis=-1)
     return shifted, mu * learnable / shifted, floor
+
+
+# ------------------------------------------------------- deterministic equivalent (no projections)
+#
+# K = AΛAᵀ/N is the Gram matrix of N samples x_i = Λ^{1/2}a_i (a_i the rows of A), over N. Its Stieltjes
+# transform m(z) = (1/N) tr(K − z)^{-1} solves, at leading order in N, Silverstein's equation (Silverstein &
+# Bai 1995, J. Multivariate Anal. 54; Couillet & Liao, "Random Matrix Methods for Machine Learning", 2022,
+# ch. 2.2), an explicit inverse
+#     z = −1/m + (1/N) Σ_k λ_k/(1 + λ_k m),      Im m > 0 for Im z > 0,
+# and the resolvent of the M×M sample covariance S = Λ^{1/2}AᵀAΛ^{1/2}/N is ≃ −(1/z)(I + mΛ)^{-1}. With
+# g = AΛw*/√N = Xv/√N (v = Λ^{1/2}w*, v_k² = k^-a) and Xᵀ(K − z)^{-1}X/N = I + z(S − z)^{-1}:
+#     gᵀ(K − z)^{-1}g ≃ h(z) = Σ_k v_k² λ_k m/(1 + λ_k m).
+# Paquette, Paquette, Xiao & Pennington 2024 (arXiv 2405.15074, sec. 2 and app. E-F) write the expected risk of
+# one-pass SGD through the same two functions. The modes are summed explicitly while |λ_k m| may exceed
+# TAIL_RATIO; beyond, by the geometric series in λ_k m with the power sums Σ_{K<k≤M} k^-s of the Hurwitz ζ
+# (M = ∞ allowed: the cut-off's whole tail, analytically).
+
+#: modes with λ_k |m| below this are summed by their power series (TAIL_TERMS terms: error ≲ 0.02^9)
+TAIL_RATIO = 0.02
+TAIL_TERMS = 8
+#: the quadrature's relative distance above the real axis (z = x(1 + iη)): far below any feature's width
+DE_ETA = 1e-9
+#: a node is inside K's DE support where Im m > DE_SUPPORT·|m|
+DE_SUPPORT = 1e-6
+
+
+class _Modes:
+    """λ_k = k^-b and v_k² = k^-a for k ≤ M (M = None: ∞), with the power sums of the modes beyond a head."""
+
+    def __init__(self, a: float, b: float, features):
+        self.a, self.b = a, b
+        self.features = None if features is None else int(features)
+
+    def head(self, count: int):
+        count = count if self.features is None else min(count, self.features)
+        k = np.arange(1, count + 1, dtype=np.float64)
+        return k**-self.b, k**-self.a
+
+    def sums(self, first: int, s: float) -> float:
+        """Σ_{first<k≤M} k^-s."""
+        from scipy.special import zeta
+
+        if self.features is not None and first >= self.features:
+            return 0.0
+        out = float(zeta(s, first + 1))
+        return out - (float(zeta(s, self.features + 1)) if self.features is not None else 0.0)
+
+    def tail(self, first: int):
+        """T_j = Σ_{k>first} λ_k^{j+1} and U_j = Σ_{k>first} v_k²λ_k^{j+1}, j < TAIL_TERMS."""
+        j = np.arange(TAIL_TERMS)
+        return (np.array([self.sums(first, self.b * (i + 1)) for i in j]),
+                np.array([self.sums(first, self.a + self.b * (i + 1)) for i in j]))
+
+    def count_for(self, scale: float) -> int:
+        """The head size K with λ_{K+1}·scale ≤ TAIL_RATIO (scale bounds |m|)."""
+        k = int(math.ceil((scale / TAIL_RATIO) ** (1 / self.b)))
+        return k if self.features is None else min(k, self.features)
+
+    @property
+    def trace(self) -> float:
+        return self.sums(0, self.b)
+
+    @property
+    def total(self) -> float:
+        return self.sums(0, self.a)
+
+
+def _series(m, coef, shift: int):
+    """Σ_j (−1)^j m^(j+shift) c_j and its derivative in m (Horner in −m)."""
+    val = np.zeros_like(m)
+    der = np.zeros_like(m)
+    for j in range(len(coef) - 1, -1, -1):
+        val = val * (-m) + coef[j]
+    for j in range(len(coef) - 1, 0, -1):
+        der = der * (-m) + j * coef[j]
+    der = -der
+    if shift == 0:
+        return val, der
+    return val * m**shift, shift * m ** (shift - 1) * val + m**shift * der
+
+
+def _solve_m(z, n: float, modes: _Modes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """m(z) for complex z (Im z > 0) by Newton's method along a homotopy in Im z from |z| down (one solve per
+    point, no continuation along the axis: the unique root with Im m > 0, kept by damping). The points are
+    grouped by the head size K their |m| needs (|m| ≲ 10/|z|, checked after the solve). Returns (m, h(z), the
+    head size of each point)."""
+    z = np.asarray(z, dtype=np.complex128)
+    m = np.empty_like(z)
+    h = np.empty_like(z)
+    heads = np.empty(z.shape, dtype=np.int64)
+    want = np.array([modes.count_for(10.0 / abs(v)) for v in z])
+    group = np.ceil(np.log(want) / math.log(1.25)).astype(np.int64)  # head sizes within 25%
+    for key in np.unique(group):
+        idx = np.flatnonzero(group == key)
+        scale = 10.0 / float(np.min(np.abs(z[idx])))
+        while True:
+            K = modes.count_for(scale)
+            lam, v2 = modes.head(K)
+            T, U = modes.tail(K)
+            mm = _newton_homotopy(z[idx], n, lam, T)
+            bound = float(np.max(np.abs(mm)))
+            if bound <= scale * (1 + 1e-12) or (modes.features is not None and K >= modes.features):
+                break
+            scale = 2 * bound
+        h_tail, _ = _series(mm, U, 1)
+        lm = lam * mm[:, None]
+        h[idx] = (v2 * lm / (1 + lm)).sum(1) + h_tail
+        m[idx] = mm
+        heads[idx] = K
+    return m, h, heads
+
+
+def _newton_homotopy(z, n, lam, T, chunk: int = 500_000):
+    out = np.empty_like(z)
+    rows = max(1, chunk // max(1, lam.size))
+    for lo in range(0, z.size, rows):
+        out[lo:lo + rows] = _newton_block(z[lo:lo + rows], n, lam, T)
+    return out
+
+
+def _newton_block(z, n, lam, T):
+    def f_and_df(m):
+        u = lam / (1 + lam * m[:, None])
+        ts, dts = _series(m, T, 0)
+        return -1 / m + (u.sum(1) + ts) / n, 1 / m**2 + (dts - (u * u).sum(1)) / n
+
+    target = z.imag
+    eps = np.maximum(np.abs(z), target)
+    zz = z.real + 1j * eps
+    m = -1 / zz
+    for _ in range(200):  # fixed point m = 1/(s(m) − z): a contraction of the upper half-plane at Im z ~ |z|
+        fv, _ = f_and_df(m)
+        m_new = 1 / (fv + 1 / m - zz)
+        if np.max(np.abs(m_new - m) / np.abs(m)) < 1e-13:
+            m = m_new
+            break
+        m = m_new
+    while True:
+        for _ in range(60):
+            fv, dfv = f_and_df(m)
+            step = (fv - zz) / dfv
+            new = m - step
+            bad = ~(new.imag > 0)
+            tries = 0
+            while np.any(bad) and tries < 40:
+                step = np.where(bad, step / 2, step)
+                new = m - step
+                bad = ~(new.imag > 0)
+                tries += 1
+            m = np.where(bad, m, new)
+            if np.max(np.abs(step) / np.abs(m)) < 1e-12:
+                break
+        if np.all(eps <= target):
+            return m
+        eps = np.maximum(eps / 4, target)
+        zz = z.real + 1j * eps
+
+
+def stieltjes_de(z, a, b, features, n) -> tuple[np.ndarray, np.ndarray]:
+    r"""Deterministic equivalents of :math:`m(z) = \tfrac1N\mathrm{tr}(K - z)^{-1}` and of
+    :math:`g^\top(K - z)^{-1}g` for the projected covariance K = AΛAᵀ/N and cross-covariance g = AΛw*/√N of
+    :func:`projected_covariance` (A ∈ R^{N×M} Gaussian, λ_k = k^-b, v_k² = λ_k w*_k² = k^-a), at complex z with
+    Im z > 0: m solves Silverstein's equation :math:`z = -1/m + \tfrac1N\sum_k\lambda_k/(1+\lambda_km)` (Silverstein
+    & Bai 1995; Couillet & Liao 2022, thm 2.6) and :math:`g^\top(K-z)^{-1}g \simeq \sum_k v_k^2\lambda_km/(1+\lambda_km)`
+    (Paquette et al. 2024, arXiv 2405.15074). ``features`` = M (None: M = ∞, the tail summed analytically)."""
+    a, b = check_task(a, b)
+    modes = _Modes(a, b, _features(features))
+    n = _size(n, modes)
+    z = np.atleast_1d(np.asarray(z, dtype=np.complex128))
+    if not np.all(z.imag > 0):
+        raise BadInput("z", z[~(z.imag > 0)][:3].tolist(), "points of the upper half-plane (Im z > 0)")
+    m, h, _ = _solve_m(z, n, modes)
+    return m, h
+
+
+def _features(features):
+    if features is None:
+        return None
+    if isinstance(features, bool) or not isinstance(features, numbers.Integral) or features < 2:
+        raise BadInput("features", features, "a cut-off M >= 2 (or None: M = ∞)")
+    return int(features)
+
+
+def _size(n, modes: _Modes) -> float:
+    if isinstance(n, bool) or not isinstance(n, numbers.Real) or not math.isfinite(n) or n < 1:
+        raise BadInput("n", n, "a model size N >= 1")
+    if modes.features is not None and not n < modes.features:
+        raise BadInput("n", n, f"N < M = {modes.features} (K of full rank N)")
+    return float(n)
+
+
+def _kappa_de(n: float, modes: _Modes) -> tuple[float, float]:
+    """(κ, h(0)): κ = 1/m(0) with Σ_k λ_k/(λ_k + κ) = N (:func:`model_kappa`, summed to M or ∞) and the DE of
+    gᵀK^{-1}g = Σ_k v_k²λ_k/(λ_k + κ)."""
+    from scipy import optimize
+
+    def parts(kappa):
+        K = modes.count_for(1 / kappa)
+        lam, v2 = modes.head(K)
+        T, U = modes.tail(K)
+        m = np.array([1 / kappa])
+        ts, _ = _series(m, T, 1)
+        us, _ = _series(m, U, 1)
+        return float(np.sum(lam / (lam + kappa)) + ts[0]), float(np.sum(v2 * lam / (lam + kappa)) + us[0])
+
+    hi = math.log(modes.trace / n)
+    lo = hi
+    while parts(math.exp(lo))[0] <= n:
+        lo -= math.log(10.0)
+    log_k = optimize.brentq(lambda x: parts(math.exp(x))[0] - n, lo, hi, xtol=1e-14, rtol=1e-14)
+    kappa = math.exp(log_k)
+    return kappa, parts(kappa)[1]
+
+
+def expected_best_in_class(a, b, features, n) -> float:
+    r"""DE of the model-size-limited loss :math:`L_N = \tfrac12\sum_k v_k^2\kappa/(\lambda_k+\kappa)` summed to M
+    (or ∞): Silverstein's equation at z → 0, m(0) = 1/κ (:func:`best_in_class_loss` on M explicit modes)."""
+    a, b = check_task(a, b)
+    modes = _Modes(a, b, _features(features))
+    n = _size(n, modes)
+    _, learnable = _kappa_de(n, modes)
+    return 0.5 * (modes.total - learnable)
+
+
+def eigenvalue_fraction_de(x, a, b, features, n) -> np.ndarray:
+    r"""DE of the share of K's eigenvalues below x > 0: from :math:`\tfrac1N\log\det(K - z) \simeq
+    \tfrac1N\sum_k\log(1+\lambda_km) - \log m - zm - 1` (stationary in m exactly at Silverstein's equation, so
+    its z-derivative is −m), :math:`F(x) = -\tfrac1\pi\mathrm{Im}[\ldots]_{z = x + i0}`, i.e.
+    :math:`F(x) = \tfrac1\pi[\arg m + x\,\mathrm{Im}\,m - \tfrac1N\sum_k\arg(1+\lambda_km)]`: a closed form, no
+    integral of the density (Silverstein & Choi 1995's support analysis)."""
+    a, b = check_task(a, b)
+    modes = _Modes(a, b, _features(features))
+    n = _size(n, modes)
+    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    if not np.all(x > 0):
+        raise BadInput("x", x[:4].tolist(), "points x > 0")
+    z = x * (1 + 1j * DE_ETA)
+    m, _, heads = _solve_m(z, n, modes)
+    logs = np.empty_like(m)
+    for K in np.unique(heads):
+        idx = np.flatnonzero(heads == K)
+        lam, _ = modes.head(int(K))
+        coef = modes.tail(int(K))[0] / (np.arange(TAIL_TERMS) + 1)  # tail of Σ_k log(1 + λ_k m): Σ_j (−1)^j m^{j+1} T_j/(j+1)
+        logs[idx] = np.log1p(lam * m[idx, None]).sum(1) + _series(m[idx], coef, 1)[0]
+    return (np.angle(m) + x * m.imag - logs.imag / n) / math.pi
+
+
+@dataclass(frozen=True)
+class ExpectedSpectrum:
+    """Quadrature of K's DE spectrum (:func:`expected_spectrum`): ``nodes`` μ_j (ascending), ``power`` p_j (the
+    ν_g-weight over μ_j), ``counts`` n_j (eigenvalues per node), ``floor`` (L_N plus half the learnable power
+    of the eigenvalues below the grid), ``best_in_class`` L_N, ``mass_below`` (the DE count of eigenvalues
+    below the grid, closed form) and ``total`` ½Σ_k v_k²."""
+
+    nodes: np.ndarray
+    power: np.ndarray
+    counts: np.ndarray
+    floor: float
+    best_in_class: float
+    mass_below: float
+    total: float
+
+
+def expected_spectrum(a, b, features, n, low: float, spacing: float | None = None) -> ExpectedSpectrum:
+    r"""The DE spectral measures of K on a log grid from ``low`` to above the spectrum, for :func:`sgd_volterra`.
+
+    :math:`\rho_K(d\mu) \simeq \tfrac N\pi\mathrm{Im}\,m(\mu+i0)\,d\mu` and
+    :math:`\nu_g(d\mu) = \sum_i(e_i^\top g)^2\delta_{\mu_i} \simeq \tfrac1\pi\mathrm{Im}\,h(\mu+i0)\,d\mu`
+    (:func:`stieltjes_de`) by the midpoint rule in log μ, relative step ``spacing`` (default min(0.01, 0.1/√N):
+    the top eigenvalues of K are bumps of relative width ~4/√N around λ_k, k ≲ b√N/4, with gaps between; 40
+    nodes per bump). Node j carries n_j = ρ_K-weight eigenvalues and the power p_j = ν_g-weight/μ_j of
+    :math:`F(t) = L_N + \tfrac12\sum_i (e_i^\top g)^2\rho_i^t/\mu_i`. The power of the eigenvalues below
+    ``low`` enters ``floor`` in closed form: ½(h(0) − Σ_j p_j), h(0) = Σ_k v_k²λ_k/(λ_k + κ) the DE of gᵀK^{-1}g.
+    """
+    a, b = check_task(a, b)
+    modes = _Modes(a, b, _features(features))
+    n = _size(n, modes)
+    if not (isinstance(low, numbers.Real) and math.isfinite(low) and low > 0):
+        raise BadInput("low", low, "a positive lower end of the grid")
+    step = min(0.01, 0.1 / math.sqrt(n)) if spacing is None else float(spacing)
+    if not 0 < step <= 0.1:
+        raise BadInput("spacing", spacing, "a relative step in (0, 0.1]")
+    lam1 = 1.0
+    high = 1.5 * (math.sqrt(lam1) + math.sqrt(modes.trace / n)) ** 2 * (1 + 3 / math.sqrt(n))
+    count = int(math.ceil(math.log(high / low) / step))
+    edges = low * np.exp(step * np.arange(count + 1))
+    nodes = np.sqrt(edges[1:] * edges[:-1])
+    m, h, _ = _solve_m(nodes * (1 + 1j * DE_ETA), n, modes)
+    width = np.diff(edges)
+    counts = n / math.pi * m.imag * width
+    weight = h.imag / math.pi * width
+    power = np.maximum(weight, 0.0) / nodes
+    # outside the support Im m is of order η|m| (the quadrature's distance above the axis), not mass: a node keeps
+    # its weight where Im m > DE_SUPPORT·|m| (the edges lost are within ~DE_SUPPORT² of the support's ends)
+    keep = m.imag > DE_SUPPORT * np.abs(m)
+    kappa, learnable = _kappa_de(n, modes)
+    best = 0.5 * (modes.total - learnable)
+    below = float(eigenvalue_fraction_de(low, a, b, features, n)[0]) * n if low < high else n
+    floor = best + 0.5 * max(learnable - float(power[keep].sum()), 0.0)
+    return ExpectedSpectrum(nodes[keep], power[keep], np.maximum(counts[keep], 0.0), floor, best, below,
+                            0.5 * modes.total)
+
+
+def expected_sgd_risk(a, b, features, n, sgd_lr: float, batch: int, steps, block: float = 0.002,
+                      cut: float = 1e-4, spacing: float | None = None) -> np.ndarray:
+    r"""DE of the expected one-pass SGD risk over the projection, no projection drawn (Paquette et al. 2024,
+    arXiv 2405.15074): :func:`sgd_volterra` on the nodes of :func:`expected_spectrum` with their powers and
+    kernel multiplicities, step γ = ``sgd_lr``/E tr K = ``sgd_lr``/Σ_k λ_k, batch B, at ``steps``. The
+    eigenvalues with γμ·t_max < ``cut`` are not resolved: their power stays in the floor (its decay by
+    ≤ ``cut``·t/t_max neglected)."""
+    a, b = check_task(a, b)
+    t = _steps(steps)
+    modes = _Modes(a, b, _features(features))
+    lr = float(sgd_lr) / modes.trace
+    low = cut / (lr * max(int(t[-1]), 1))
+    spec_ = expected_spectrum(a, b, features, n, low, spacing)
+    return sgd_volterra(spec_.nodes, spec_.power, lr, batch, t, spec_.floor, block=block, counts=spec_.counts)
