@@ -696,6 +696,10 @@ def eigenvalue_fraction_de(x, a, b, features, n) -> np.ndarray:
         raise BadInput("x", x[:4].tolist(), "points x > 0")
     z = x * (1 + 1j * DE_ETA)
     m, _, heads = _solve_m(z, n, modes)
+    return _fraction(m, x, heads, n, modes)
+
+
+def _fraction(m, x, heads, n: float, modes: _Modes) -> np.ndarray:
     logs = np.empty_like(m)
     for K in np.unique(heads):
         idx = np.flatnonzero(heads == K)
@@ -721,16 +725,38 @@ class ExpectedSpectrum:
     total: float
 
 
+def _power_below(low: float, high: float, n: float, modes: _Modes, learnable: float) -> float:
+    r"""DE of :math:`\sum_{\mu_i<x}(e_i^\top g)^2/\mu_i` at x = ``low``, by a contour, not by the density: with
+    G(w) = gᵀ(K − w)^{-1}g, :math:`1/(\mu(\mu-w)) = (1/(\mu-w) - 1/\mu)/w` and
+    :math:`\mathrm{sign}(\mu-x) = \tfrac1\pi\int\mathrm{Re}\,(\mu-x-iy)^{-1}dy`,
+
+    .. math:: \sum_{\mu_i>x}\frac{(e_i^\top g)^2}{\mu_i} = \tfrac12G(0) + \tfrac1\pi\int_0^\infty
+              \mathrm{Re}\,\frac{G(x+iy) - G(0)}{x+iy}\,dy,
+
+    an integrand smooth in log y (trapezoid, 20 nodes per e-fold over y from 1e-8x to 1e8 times the top of the
+    spectrum ``high``; the parts left out are < 1e-8 of the whole). Subtracting the grid's own sum from G(0) instead would leave its quadrature error
+    (~1e-3 of the top eigenvalues' power) in a floor that is ~1e-8 of it."""
+    s = np.arange(math.log(1e-8), math.log(1e8 * max(high / low, 1.0)), 0.05)
+    y = low * np.exp(s)
+    w = low + 1j * y
+    _, g, _ = _solve_m(w, n, modes)
+    integrand = ((g - learnable) / w).real * y
+    above = 0.5 * learnable + float(np.trapezoid(integrand, s)) / math.pi
+    return max(learnable - above, 0.0)
+
+
 def expected_spectrum(a, b, features, n, low: float, spacing: float | None = None) -> ExpectedSpectrum:
     r"""The DE spectral measures of K on a log grid from ``low`` to above the spectrum, for :func:`sgd_volterra`.
 
     :math:`\rho_K(d\mu) \simeq \tfrac N\pi\mathrm{Im}\,m(\mu+i0)\,d\mu` and
     :math:`\nu_g(d\mu) = \sum_i(e_i^\top g)^2\delta_{\mu_i} \simeq \tfrac1\pi\mathrm{Im}\,h(\mu+i0)\,d\mu`
-    (:func:`stieltjes_de`) by the midpoint rule in log μ, relative step ``spacing`` (default min(0.01, 0.1/√N):
-    the top eigenvalues of K are bumps of relative width ~4/√N around λ_k, k ≲ b√N/4, with gaps between; 40
-    nodes per bump). Node j carries n_j = ρ_K-weight eigenvalues and the power p_j = ν_g-weight/μ_j of
+    (:func:`stieltjes_de`) on cells of relative width ``spacing`` in μ (default min(0.01, 0.1/√N): the top
+    eigenvalues of K are bumps of relative width ~4/√N around λ_k, k ≲ b√N/4, with gaps between). A cell's
+    eigenvalue count n_j is exact, the difference of the closed-form CDF (:func:`eigenvalue_fraction_de`) at its
+    ends; its ν_g-weight is n_j times the ratio of the two densities at its node (smooth across a bump's square-root
+    edges, where the midpoint rule is not). Node j carries n_j eigenvalues and the power p_j = ν_g-weight/μ_j of
     :math:`F(t) = L_N + \tfrac12\sum_i (e_i^\top g)^2\rho_i^t/\mu_i`. The power of the eigenvalues below
-    ``low`` enters ``floor`` in closed form: ½(h(0) − Σ_j p_j), h(0) = Σ_k v_k²λ_k/(λ_k + κ) the DE of gᵀK^{-1}g.
+    ``low`` enters ``floor`` by a contour integral (:func:`_power_below`), not by subtraction.
     """
     a, b = check_task(a, b)
     modes = _Modes(a, b, _features(features))
@@ -745,19 +771,28 @@ def expected_spectrum(a, b, features, n, low: float, spacing: float | None = Non
     count = int(math.ceil(math.log(high / low) / step))
     edges = low * np.exp(step * np.arange(count + 1))
     nodes = np.sqrt(edges[1:] * edges[:-1])
-    m, h, _ = _solve_m(nodes * (1 + 1j * DE_ETA), n, modes)
-    width = np.diff(edges)
-    counts = n / math.pi * m.imag * width
-    weight = h.imag / math.pi * width
-    power = np.maximum(weight, 0.0) / nodes
-    # outside the support Im m is of order η|m| (the quadrature's distance above the axis), not mass: a node keeps
-    # its weight where Im m > DE_SUPPORT·|m| (the edges lost are within ~DE_SUPPORT² of the support's ends)
-    keep = m.imag > DE_SUPPORT * np.abs(m)
+    points = np.concatenate([nodes, edges])
+    m_all, h_all, heads = _solve_m(points * (1 + 1j * DE_ETA), n, modes)
+    cdf = _fraction(m_all[count:], edges, heads[count:], n, modes)
+    counts = n * np.maximum(np.diff(cdf), 0.0)
+    # ν_g's density over ρ_K's, (Im h)/(N Im m), is smooth across the bumps (both vanish as square roots at their
+    # edges): the cell's ν-weight is its exact eigenvalue count times that ratio at the node (or at an end of
+    # the cell inside the support). Outside the support Im m is of order η|m|, the quadrature's distance
+    # above the axis, not mass: a point is inside where Im m > DE_SUPPORT·|m|.
+    inside = m_all.imag > DE_SUPPORT * np.abs(m_all)
+    ratio = np.where(inside, h_all.imag / (n * np.where(inside, m_all.imag, 1.0)), np.nan)
+    mid, ends = ratio[:count], ratio[count:]
+    pair = np.stack([ends[:-1], ends[1:]])
+    seen = np.isfinite(pair).sum(0)
+    fallback = np.where(seen > 0, np.nansum(pair, axis=0) / np.maximum(seen, 1), np.nan)
+    ratio = np.where(np.isfinite(mid), mid, fallback)
+    keep = np.isfinite(ratio) & (counts > 0)
+    power = counts * np.where(keep, ratio, 0.0) / nodes
     kappa, learnable = _kappa_de(n, modes)
     best = 0.5 * (modes.total - learnable)
     below = float(eigenvalue_fraction_de(low, a, b, features, n)[0]) * n if low < high else n
-    floor = best + 0.5 * max(learnable - float(power[keep].sum()), 0.0)
-    return ExpectedSpectrum(nodes[keep], power[keep], np.maximum(counts[keep], 0.0), floor, best, below,
+    floor = best + 0.5 * _power_below(low, high, n, modes, learnable)
+    return ExpectedSpectrum(nodes[keep], power[keep], counts[keep], floor, best, below,
                             0.5 * modes.total)
 
 
