@@ -83,13 +83,20 @@ import numpy as np
 from lmech.errors import BadInput
 
 __all__ = [
+    "ExpectedSpectrum",
     "Exponents",
     "Phase",
     "RegressionEigensystem",
     "best_in_class_loss",
     "check_task",
     "compute_optimal",
+    "eigenvalue_fraction_de",
+    "expected_best_in_class",
+    "expected_frontier",
+    "expected_sgd_risk",
+    "expected_spectrum",
     "exponents",
+    "frontier_of",
     "model_kappa",
     "phase",
     "population_gd",
@@ -98,6 +105,7 @@ __all__ = [
     "regression_eigensystem",
     "ridgeless_loss",
     "sgd_volterra",
+    "stieltjes_de",
     "volterra_direct",
     "with_cutoff_tail",
 ]
@@ -811,3 +819,49 @@ def expected_sgd_risk(a, b, features, n, sgd_lr: float, batch: int, steps, block
     low = cut / (lr * max(int(t[-1]), 1))
     spec_ = expected_spectrum(a, b, features, n, low, spacing)
     return sgd_volterra(spec_.nodes, spec_.power, lr, batch, t, spec_.floor, block=block, counts=spec_.counts)
+
+
+def frontier_of(sizes, budgets, loss) -> dict[str, np.ndarray]:
+    """The compute-optimal frontier of iso-compute losses ``loss`` (len(budgets), len(sizes); NaN where a size does
+    not reach a budget): per budget the minimum over N by a parabola in log N through the smallest value and its
+    neighbours, as :func:`lmech.experiments.scaling_frontier.read_frontier` reads a measured grid. Returns arrays
+    ``compute``, ``loss`` (L*), ``model_size`` (N*) and ``bracketed`` (False: the minimum sits at an end)."""
+    sizes, budgets = np.asarray(sizes, dtype=np.float64), np.asarray(budgets, dtype=np.float64)
+    loss = np.asarray(loss, dtype=np.float64)
+    out = {"compute": budgets, "loss": np.full(budgets.size, np.nan), "model_size": np.full(budgets.size, np.nan),
+           "bracketed": np.zeros(budgets.size, dtype=bool)}
+    for i in range(budgets.size):
+        ok = np.isfinite(loss[i]) & (loss[i] > 0)
+        if ok.sum() < 3:
+            continue
+        ln, ll = np.log(sizes[ok]), np.log(loss[i, ok])
+        j = int(np.argmin(ll))
+        x, y = ln[j], ll[j]
+        if 0 < j < ln.size - 1:
+            out["bracketed"][i] = True
+            p = np.polyfit(ln[j - 1:j + 2], ll[j - 1:j + 2], 2)
+            if p[0] > 0:
+                x = float(np.clip(-p[1] / (2 * p[0]), ln[j - 1], ln[j + 1]))
+                y = float(np.polyval(p, x))
+        out["loss"][i], out["model_size"][i] = math.exp(y), math.exp(x)
+    return out
+
+
+def expected_frontier(a, b, features, sizes, sgd_lr: float, batch: int, budgets, **risk) -> dict[str, np.ndarray]:
+    r"""The compute-optimal frontier of the DE risk (:func:`expected_sgd_risk`; no projection drawn): for each model
+    size N, the risk at t = C/(N·B) for every budget C it reaches with t ≥ 1 (log-linear interpolation between
+    integer steps), read by :func:`frontier_of`. Its local slope −d log L*/d log C is the theory's finite-C
+    exponent, to compare with the asymptotic x of :func:`compute_optimal` (Paquette et al. 2024, arXiv 2405.15074,
+    whose phases are these slopes' limits)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    budgets = np.asarray(budgets, dtype=np.float64)
+    loss = np.full((budgets.size, sizes.size), np.nan)
+    for j, n in enumerate(sizes):
+        t = budgets / (float(n) * batch)
+        reach = t >= 1
+        if not reach.any():
+            continue
+        grid = np.unique(np.concatenate([[0], np.floor(t[reach]), np.ceil(t[reach])]).astype(np.int64))
+        curve = expected_sgd_risk(a, b, features, int(n), sgd_lr, batch, grid, **risk)
+        loss[reach, j] = np.exp(np.interp(np.log(t[reach]), np.log(np.maximum(grid, 1e-300)), np.log(curve)))
+    return frontier_of(sizes, budgets, loss)
