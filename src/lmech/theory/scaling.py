@@ -741,15 +741,18 @@ def _power_below(low: float, high: float, n: float, modes: _Modes, learnable: fl
     .. math:: \sum_{\mu_i>x}\frac{(e_i^\top g)^2}{\mu_i} = \tfrac12G(0) + \tfrac1\pi\int_0^\infty
               \mathrm{Re}\,\frac{G(x+iy) - G(0)}{x+iy}\,dy,
 
-    an integrand smooth in log y (trapezoid, 20 nodes per e-fold over y from 1e-8x to 1e8 times the top of the
-    spectrum ``high``; the parts left out are < 1e-8 of the whole). Subtracting the grid's own sum from G(0) instead would leave its quadrature error
+    an integrand smooth in log y (trapezoid, 20 nodes per e-fold over y from 1e-8x to Y = 1e10 times the top of
+    the spectrum ``high``, plus the integrand's 1/y² tail beyond Y in closed form). Subtracting the grid's own sum from G(0) instead would leave its quadrature error
     (~1e-3 of the top eigenvalues' power) in a floor that is ~1e-8 of it."""
-    s = np.arange(math.log(1e-8), math.log(1e8 * max(high / low, 1.0)), 0.05)
+    s = np.arange(math.log(1e-8), math.log(1e10 * max(high / low, 1.0)), 0.05)
     y = low * np.exp(s)
     w = low + 1j * y
     _, g, _ = _solve_m(w, n, modes)
     integrand = ((g - learnable) / w).real * y
-    above = 0.5 * learnable + float(np.trapezoid(integrand, s)) / math.pi
+    # beyond the last y = Y, G(w) ≃ −gᵀg/w with E gᵀg = Σ_k v_k²λ_k exactly: the integrand is (gᵀg − G(0)x)/y²,
+    # whose integral (gᵀg − G(0)x)/Y is added (left out, it is ~1e-10·gᵀg/top: above the floors of large N)
+    gg = modes.sums(0, modes.a + modes.b)
+    above = 0.5 * learnable + (float(np.trapezoid(integrand, s)) + (gg - learnable * low) / y[-1]) / math.pi
     return max(learnable - above, 0.0)
 
 
