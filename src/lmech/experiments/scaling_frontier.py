@@ -168,20 +168,23 @@ alone (N²M per projection, 0.75 s of CPU at N = 1024, M = 4096, so ≈ 6 s at N
 The expected frontier without projections: the deterministic equivalent (DE) of the projection-averaged SGD
 risk (:func:`lmech.theory.scaling.expected_sgd_risk`, :func:`~lmech.theory.scaling.expected_frontier`:
 Silverstein's equation for K's spectrum and for gᵀ(K − z)^{-1}g, Paquette et al.'s Volterra equation on its
-quadrature; γ = ``sgd_lr``/E tr K, M = ∞ allowed). Against drawn projections (tests/theory/test_scaling_de.py, and
-at N = 1024, M = 8192: K's eigenvalue counts below x to 0.1%, the target power below x within the draws' s.e.)
-it reproduces the exact frontier's pre-asymptotic excess:
+quadrature; γ = ``sgd_lr``/E tr K, M = ∞ allowed). Against drawn projections (tests/theory/test_scaling_de.py:
+N = 48, within the draws' s.e.; and at N = 1024, M = 8192, 12 projections: K's eigenvalue counts below x to
+0.1%, the risk at t = 10⁴-10⁷ within −4% to +8% of the draws' mean, their s.e. 5-7%) it reproduces most of the
+exact frontier's pre-asymptotic excess:
 
-* the full entry's grid ((6, 4), M = 2048, N = 16-512, C = 10⁵-3·10⁶, t ≤ 6·10⁴): DE x = 0.8540 (+2.5%), against
-  the exact frontiers of 256-projection means +3.2, +2.6, +6.3, +1.3, +2.4% at seeds 0-4 (mean +3.2% ± 0.9%
-  s.e.): the ~+3% is the theory's own finite-C slope, the rest projection scatter;
+* the phase-II grid ((6, 4), M = 2048, C = 10⁵-3·10⁶, t ≤ 6·10⁴; N = 23-256 or the former 16-512, the same
+  optima N* = 46-123): DE x = 0.8540 (+2.5%), against the exact frontiers of the drawn projections' mean +3.2,
+  +2.6, +6.3, +1.3, +2.4% (256 projections, seeds 0-4) and +4.2, +2.3, +4.9% (512, seeds 0-2), together
+  +3.4% ± 0.6% (s.e.): the theory's own finite-C slope is ≈ +2.5%, the rest (≈ 1%, 1.6 s.e.) the DE's O(1/N)
+  error at N* ≈ 50-120 (it puts L_N 8% low at N = 48) or the per-draw step γ = ``sgd_lr``/tr K of the entry;
 * local slope x(C)/x − 1 of the DE frontier over one-decade windows starting at C = 10⁴, 10⁵, …, 10⁹ (M = ∞;
-  the same at M = 2048 where checked):
+  at (9, 3) M = 1448-4096 give the same to 4 digits):
 
   - phase II (6, 4): +3.0, +2.6, +2.1, +1.7, +1.4, +1.1% (N* = 23 → 1,400): below 1.5% from C ≈ 10⁸ on,
     1% only past 10¹⁰;
   - phase II (5.5, 3.5): +3.0, +2.5, +2.0, +1.5, +1.1, +0.8% (N* = 29 → 2,800): 1.5% at 10⁷-10⁸, 1% at ≈ 3·10⁸-3·10⁹;
-  - phase II (7, 4.5): +5.3, +3.5, +2.5, +1.8, +1.2, +0.8% (N* = 23 → 1,700): 1.5% at ≈ 3·10⁷, 1% at ≈ 3·10⁸;
+  - phase II (7, 4.5): +5.3, +3.5, +2.5, +1.8, +1.2, +0.8% (N* = 23 → 1,700): 1.5% at ≈ 3·10⁷, 1% at ≈ 10⁹;
   - phase III (9, 3): +3.4, +1.4, +0.55, +0.32, +0.09, +0.02% (N* = 81 → 75,000): 1.5% from C ≈ 10⁵, 1% from
     ≈ 3·10⁵;
   - phase III (12, 4): +2.4, +0.9, +0.5, +0.2, +0.07, +0.06% (N* = 69 → 57,000; less smooth at C < 3·10⁵, where
@@ -192,10 +195,14 @@ it reproduces the exact frontier's pre-asymptotic excess:
   Σ_N N·t_max(N)·R = (number of sizes)·C_hi·R ≈ 7·10⁸·512 ≈ 4·10¹¹ coordinate updates (≈ 50 min at 8 ns), out of
   reach of a 4-minute entry; within it (C_hi ≲ 10⁷) the best phase-II window, (5.5, 3.5) at 10⁶-10⁷, is +2.0%.
 * the reachable entry: phase III at (9, 3), M = 2048, N = 128-1024 (factor √2, 7 sizes), C = 10⁵-10⁶,
-  t_max = C_hi/N ≤ 7,800: DE x = 0.8446 against 5/6 (+1.36%), N* = 248-768 bracketed over the whole window, the
-  same to 4 digits at M = 4096 and M = ∞ (the cut-off does not bind). SGD: 7·10⁶·R updates (R = 512: 29 s, R =
-  1024: 57 s at 8 ns); the projections (N_max = 1024, M = 2048: ≈ 0.5 s each on this machine) bind: R = 256 ≈
-  2 min, R = 512 ≈ 4 min.
+  t_max = C_hi/N ≤ 7,800: DE x = 0.8446 against 5/6 (+1.36%), all 9 optima (N* = 248-768) bracketed, the same
+  to 4 digits at M = 1448, 4096 and ∞ (the cut-off does not bind); at C = 6·10⁴-6·10⁵ with N ≤ 724, +1.62%.
+  The projections' scatter there (jackknife of the exact frontier of 48 projections, seeds 0, 1: −4.7% ± 3.3%,
+  +4.2% ± 3.0%) is ≈ 1.3% at 256 projections, ≈ 1% at 512: the exact frontier's 4% precondition then fails
+  with probability ≈ 2% (256) or ≈ 0.4% (512) a seed. Cost: SGD 7·C_hi·R = 7·10⁶·R updates (R = 256: 14 s, 512:
+  29 s at 8 ns); the projections (N_max = 1024, M = 2048: ≈ 0.6 s each on the loaded machine) ≈ 2.5 min at
+  R = 256, 5 min at 512; the exact Volterra passes ≈ 2.6× the phase-II entry's per projection (Σ N = 3,200
+  against 820, shorter horizons), ≈ 80 s at 256. R = 256: ≈ 4 min a seed.
 """
 
 from __future__ import annotations
