@@ -407,8 +407,9 @@ def stop_steps(cfg: ScalingFrontierConfig, curves: dict[int, tuple[np.ndarray, n
     compute C = N_k·t·B at which L(N_{k+1}, C) <= L(N_k, C)/(1 + m) and L(N_{k+2}, C) <= L(N_{k+1}, C)/(1 + m)
     (m = :data:`HORIZON_MARGIN`): on an iso-compute curve with one minimum, the minimum then sits at N_{k+2} or
     beyond, so N_k is neither the optimum nor the parabola's neighbour of it (:func:`read_frontier`), and the
-    minimum only moves to larger N as C grows (N* ∝ C^y, y > 0); never later than t_max(N), never later (in C)
-    than N_{k+1} stops. With ``stop_after`` = 0: t_max(N) for every N."""
+    minimum only moves to larger N as C grows (N* ∝ C^y, y > 0). Never later than t_max(N); once N_{k+1}'s curve
+    has ended (C beyond it), that C counts as the trigger too (``stop_after`` times it: conservative, N_{k+1} had
+    already been beaten twice). With ``stop_after`` = 0: t_max(N) for every N."""
     sizes = sorted(int(n) for n in cfg.model_sizes)
     stop = {n: cfg.horizon(n) for n in sizes}
     if not cfg.stop_after:
