@@ -129,9 +129,11 @@ II from being judged at every seed is the exact frontier's own excess, +3.8% on 
 CPU ≈ 3.2 min per seed (184-201 s on the loaded machine: SGD 104-115 s over Σ_N t_stop(N)·N·R ≈ 8.8·10⁹
 coordinate updates, ≈ 12 ns each in float32; the exact Volterra curves, both passes, 58-65 s; the
 projections 14-17 s); the stops cut the SGD of N = 23, 32, 45 to C ≈ 1.2-1.7·10⁵, 3.7-5.5·10⁵, 1.2-1.5·10⁶.
-All three parts grow linearly with the projections: 1024 projections 390 s at seed 0 (SGD 214 s, Volterra
-137 s, projections 31 s; x = 0.864, +3.7%, the Volterra frontier 0.860, +3.2%, x_se 0.009: holds), 2048
-≈ 13 min a seed (extrapolated).
+All three parts grow linearly with the projections. **With 1024 projections (``replicates=1024``, the rest
+as the entry) the frontier holds at seeds 0, 1 and 2**: x = 0.864, 0.868, 0.857 (+3.7%, +4.1%, +2.8%; x_se
+0.009, 0.007, 0.009), the Volterra frontier of the same draws 0.860, 0.856, 0.863 (+3.2%, +2.7%, +3.6%, under
+the 4% precondition by 0.4-1.3%), N* 45-126, all 13 optima bracketed; CPU 389-391 s a seed (SGD 214-219 s,
+Volterra 133-137 s, projections 28-33 s). 2048 projections: ≈ 13 min a seed (extrapolated, not run).
 
 The former entry (N = 16-512, 256 projections, the float64 numpy kernel at ≈ 27 ns an update, no stops):
 x = 0.856, 0.860, 0.876 (+2.7%, +3.2%, +5.1%; Volterra 0.860, 0.855, 0.886: +3.2%, +2.6%, +6.3%), held at
@@ -678,8 +680,9 @@ class ScalingFrontier(Experiment):
                       "(L* ∝ C^-x, C = N·t·B)", FRONTIER_TOL,
                       "the issue's 5%; the exact Volterra frontier of the same draws is within 4% of it over the window "
                       "(checked, as is the cut-off M, else inconclusive) and the mean of 64-512 one-pass runs adds "
-                      "≤ 2% (phase Ia, seeds 0-2: 1.2%, 2.4%, 1.6% in all, x_se 0.007-0.016; phase II, full book: "
-                      "inconclusive at seeds 0 and 2, its exact frontier +4.2% and +4.9%, 4.0% at seed 1)"),
+                      "≤ 2% (phase Ia, seeds 0-2: 1.2%, 2.4%, 1.6% in all, x_se 0.007-0.016; phase II, full book, "
+                      "512 projections: inconclusive at seeds 0 and 2, its exact frontier +4.2% and +4.9%, 4.0% at "
+                      "seed 1; 1024 projections: 3.7%, 4.1%, 2.8%)"),
             Criterion("chinchilla_alpha", "position of the predicted a − 1 in the Chinchilla fit's 95% bootstrap "
                       "interval of α (0: at the fit, 1: at the interval's end)", CHINCHILLA_TOL,
                       "the issue's 'within its bootstrap intervals' (95%); seeds 0-2: 0.21, 0.58, 0.83"),
