@@ -199,12 +199,14 @@ exact frontier's pre-asymptotic excess:
 * the reachable entry: phase III at (9, 3), M = 2048, N = 128-1024 (factor √2, 7 sizes), C = 10⁵-10⁶,
   t_max = C_hi/N ≤ 7,800: DE x = 0.8446 against 5/6 (+1.36%), all 9 optima (N* = 248-768) bracketed, the same
   to 4 digits at M = 1448, 4096 and ∞ (the cut-off does not bind); at C = 6·10⁴-6·10⁵ with N ≤ 724, +1.62%.
-  The projections' scatter there (jackknife of the exact frontier of 48 projections, seeds 0, 1: −4.7% ± 3.3%,
-  +4.2% ± 3.0%) is ≈ 1.3% at 256 projections, ≈ 1% at 512: the exact frontier's 4% precondition then fails
-  with probability ≈ 2% (256) or ≈ 0.4% (512) a seed. Cost: SGD 7·C_hi·R = 7·10⁶·R updates (R = 256: 14 s, 512:
-  29 s at 8 ns); the projections (N_max = 1024, M = 2048: ≈ 0.6 s each on the loaded machine) ≈ 2.5 min at
-  R = 256, 5 min at 512; the exact Volterra passes ≈ 2.6× the phase-II entry's per projection (Σ N = 3,200
-  against 820, shorter horizons), ≈ 80 s at 256. R = 256: ≈ 4 min a seed.
+  The exact (Volterra) frontier of 256 drawn projections on this grid (``draw_projections``, γ = ``sgd_lr``/tr K
+  of each draw, read as :func:`read_frontier` does; no SGD): x = 0.830, 0.846, 0.841 at seeds 0, 1, 2 (−0.4%,
+  +1.5%, +0.9%; jackknife s.e. 1.4%, 1.2%, 1.3%), all inside the 4% precondition, against the DE's +1.4% (48
+  projections: −4.7% ± 3.3%, +4.2% ± 3.0% at seeds 0, 1). The precondition then fails with probability ≈ 2% a
+  seed at 256 projections (≈ 0.4% at 512). Cost: SGD 7·C_hi·R = 7·10⁶·R updates (R = 256: 14 s at 8 ns, 21 s at
+  12 ns); the projections (N_max = 1024, M = 2048) 135-150 s of CPU at R = 256 on the loaded machine (0.55 s
+  each); one exact Volterra pass 13-18 s (two with the cut-off check): ≈ 3.3 min a seed at R = 256, ≈ 6.5 min
+  at 512. The SGD itself was not run here (the lead integrates the entry).
 """
 
 from __future__ import annotations
