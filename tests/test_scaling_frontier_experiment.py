@@ -165,7 +165,10 @@ def test_full_book_has_a_phase_two_entry_deep_inside_its_phase():
     F_pp = F_ac balance at least 1/3 behind x in exponent ((b − 1)(a − 1 − b)/a for F_0, (2b − a)/a for K_pp), the
     cut-off at least 4 times the largest model, and C_hi reachable by the largest model (the config's own check)."""
     book = dict(get(NAME).lawbook(quick=False))
-    assert set(book) == {"phase Ia", "phase II"}
+    assert set(book) == {"phase Ia", "phase II", "phase III"}
+    three = book["phase III"]
+    assert S.phase(three.a, three.b).name == "III" and S.phase(three.a, three.b).boundary is None
+    assert [c.key for c in get(NAME).criteria_for(three)] == ["frontier_exponent"]
     cfg = book["phase II"]
     ph = S.phase(cfg.a, cfg.b)
     assert ph.name == "II" and ph.boundary is None
@@ -227,3 +230,30 @@ def test_jackknife_se_of_a_mean_is_its_standard_error():
     loo = (v.sum() - v) / (v.size - 1)
     assert F.jackknife_se(loo) == pytest.approx(v.std(ddof=1) / math.sqrt(v.size), rel=1e-12)
     assert math.isnan(F.jackknife_se([1.0, float("nan")]))
+
+
+def test_the_pre_asymptotic_check_reads_the_deterministic_equivalent():
+    """The window is judged only where the theory's own expected frontier (the deterministic equivalent, no
+    projection drawn) is within 0.8 of the tolerance of x: a DE slope 10% off x makes the run inconclusive,
+    one at x does not, whatever the drawn projections' exact frontier says. The quick Ia grid's DE slope is
+    within 0.2% of 3/8 (measured 0.37444)."""
+    cfg = F.ScalingFrontierConfig(model_sizes=(4, 6, 8, 11, 16, 23, 32, 45), replicates=4, groups=2,
+                                  compute_window=(100.0, 8000.0), max_steps=2000, bootstrap=10)
+    grid, _ = F.sgd_grid(cfg, draw_projections(cfg), NullProgress())
+    measurement = Result(series=F.analyse(cfg, grid, None))
+    x = S.exponents(cfg.a, cfg.b).compute_loss
+    at = Result(summary={"de_loss_exponent": x})
+    off = Result(summary={"de_loss_exponent": 1.1 * x})
+    assert F.frontier_precondition(cfg, measurement, at) is None
+    assert "pre-asymptotic" in F.frontier_precondition(cfg, measurement, off)
+
+
+def test_the_deterministic_equivalent_frontier_approaches_the_phase_exponent():
+    """An independent check of the phase table: the DE frontier's slope (Silverstein + Volterra, no asymptotics
+    assumed) over C = 10⁵-10⁶ at (9, 3) is within 2% of phase III's 1 − 1/(2b) = 5/6 (the helper's map: +1.36%),
+    and the phase-II value (a − 1)/a = 8/9 is 5% away from it: the DE tells the phases apart."""
+    cfg = F.ScalingFrontier().phase_three_config()
+    _, fits = F.expected_frontier_fit(cfg)
+    de = float(fits.set_index("quantity").loc["loss", "measured"])
+    assert abs(de / (5 / 6) - 1) < 0.02
+    assert abs(de / (8 / 9) - 1) > 0.04

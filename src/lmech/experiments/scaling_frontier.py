@@ -764,7 +764,7 @@ class ScalingFrontier(Experiment):
                                "outside the fit's intervals (a third and a fifth off; the intervals' halves are "
                                "≤ 0.6α and ≤ 0.15β at seeds 0-2)"),
             Counterexample("on the Ia/II boundary", ("frontier_exponent",), expect="inconclusive",
-                           config=ScalingFrontierConfig(target_exponent=3.0, model_sizes=(4, 8, 16, 32), replicates=2, groups=2,
+                           config=ScalingFrontierConfig(target_exponent=3.0, spectrum_exponent=2.0, model_sizes=(4, 8, 16, 32), replicates=2, groups=2,
                                                         chains=1, compute_window=(100.0, 2000.0), bootstrap=10),
                            why="a − 1 = b = 2: the phases' terms share an exponent and logarithms appear; the task is "
                                "flagged, not judged"),
