@@ -38,7 +38,7 @@ def pytest_collection_modifyitems(config, items):
         law = next((spec.params[k] for k in ("name", "law", "smoke") if isinstance(spec.params.get(k), str)), None)
         if law is not None:
             item.add_marker(pytest.mark.xdist_group(law))
-            if config.getvalue("loadgroup") and hasattr(item, "_id") and "@" not in item.nodeid:
+            if getattr(config.option, "loadgroup", False) and hasattr(item, "_id") and "@" not in item.nodeid:
                 # pytest >= 9.2 reads a node's id from ``_id``; pytest-xdist 3.8 still writes the group suffix
                 # to ``_nodeid``, which nothing reads any more: without this the groups are silently ignored
                 from _pytest.nodeid import NodeId

@@ -47,17 +47,22 @@ left out: its optimum is not bracketed). Fits (:func:`lmech.laws.power_law.log_l
 log L*, log N* and log(t*/N*) against log C over ``compute_window``.
 
 Preconditions (else inconclusive, never judged): the task at least 0.1 from a phase boundary (logarithmic
-corrections there); at least 6 bracketed optima over a decade of C; and the frontier of the *exact expected
-loss* of the same drawn projections (the Volterra risk, :func:`lmech.theory.scaling.sgd_volterra`, read the
-same way) within 4% (0.8 of the tolerance) of the asymptotic x: otherwise these sizes and draws are
-pre-asymptotic and the theory itself does not claim x there. The share is wider than scaling-exponents'
-half: the projections' own scatter moves the exact frontier by ±3% at 64 draws (seeds 0-4), and the
-criterion is the measured exponent's, which the check leaves ≥ 1% for SGD's sampling noise. Before that,
-the cut-off M must not bind (issue 15's "checked"): the exact frontier of the same draws is read again with
-the modes M < k ≤ 16M added as their mean over the projection (K + σ_N I and the unlearnable target power
-Σ_{M<k≤16M} k^{-a}, :func:`lmech.theory.scaling.with_cutoff_tail`), and its slope must stay within 2% of x
-of the slope at M (scaling-exponents' share for the same check); the draws are common to both, so the
-difference is the cut-off's alone.
+corrections there); at least 6 bracketed optima over a decade of C; the cut-off M must not bind (issue 15's
+"checked"): the exact frontier of the same draws is read again with the modes M < k ≤ 16M added as their mean
+over the projection (K + σ_N I and the unlearnable target power Σ_{M<k≤16M} k^{-a},
+:func:`lmech.theory.scaling.with_cutoff_tail`), and its slope must stay within 2% of x of the slope at M
+(scaling-exponents' share for the same check; the draws are common to both, so the difference is the
+cut-off's alone); and the window must be asymptotic *by the theory's own account*: the frontier of the
+deterministic equivalent of the expected risk (:func:`expected_frontier_fit`,
+:func:`lmech.theory.scaling.expected_frontier`: Silverstein's equation for K's spectrum, Paquette et al.'s
+Volterra equation on its quadrature, no projection drawn), read on the config's sizes and budgets as the
+measurement is, within 4% (0.8 of the tolerance) of the asymptotic x. It is computed in :meth:`predict`, before
+training, and is the same at every seed. Until this revision the check read the exact frontier of the *drawn*
+projections instead; that made the verdict depend on the draws twice (a set of atypical projections made the run
+inconclusive, where it is measurement noise that x_se reports), and could not tell a wrong phase formula from a
+pre-asymptotic window. The drawn projections' exact frontier stays in the verdict's details (``volterra``),
+beside the jackknife standard error ``x_se`` of the measured x over the groups of projections and the DE's
+slope (``deterministic_equivalent``).
 
 Verdict ``frontier_exponent``: |x_measured/x_predicted − 1| ≤ 0.05 (the issue's number).
 
@@ -117,10 +122,13 @@ frontier's F_pp = F_ac balance trail x by (b − 1)(a − 1 − b)/a = 1/2 (capa
 noise K_pp) in exponent; x = 5/6, N* ∝ C^{1/3}, t*/N* ∝ C^{1/3}. M = 2048, N = 23-256 (factor √2), 512
 projections × 1 run in 32 groups, ``stop_after`` = 2, C = 10⁵-3·10⁶ (t ≤ 6·10⁴; N* ≈ 44-142, all 13 optima
 bracketed at every seed). Measured at seeds 0, 1, 2: x = 0.862, 0.867, 0.872 (+3.4%, +4.0%, +4.6%; x_se 0.012,
-0.011, 0.011; the Volterra frontier of the same draws 0.869, 0.852, 0.874: +4.2%, +2.3%, +4.9%): holds at
-seed 1, **inconclusive at seeds 0 and 2** (the exact frontier of the drawn projections is pre-asymptotic by
-more than 4%), so phase II does not meet the issue's "within 5% at seeds 0, 1, 2" here. (The entry as a whole
-reads inconclusive at every seed: the Chinchilla verdicts are judged in phase Ia only.) N* exponent
+0.011, 0.011; the Volterra frontier of the same draws 0.869, 0.852, 0.874: +4.2%, +2.3%, +4.9%). The theory's
+own expected frontier over this window (deterministic equivalent) is 0.8540, +2.5%, so the window is judged at
+every seed, and the frontier **holds at seeds 0, 1 and 2, thinly** (margins 1.6, 1.0 and 0.4 points of the
+5%): the drawn projections' exact frontiers average +3.4% ± 0.6% (256-512 projections, seeds 0-4), x_se ≈ 1.3%,
+so about one seed in ten should land past 5% here (the DE's map below: the excess falls only slowly with C).
+Under the former check, on the drawn projections' exact frontier, seeds 0 and 2 read inconclusive. Only
+``frontier_exponent`` is judged here (the Chinchilla criteria apply in phase Ia only). N* exponent
 0.332 [0.264, 0.400], 0.208 [0.133, 0.282], 0.289 [0.243, 0.334] (predicted 1/3); t*/N* exponent
 0.336 [0.200, 0.473], 0.585 [0.435, 0.734], 0.422 [0.332, 0.513] (predicted 1/3). The cut-off does not bind
 (the exact slope with the modes to 16M added is the same to 4 digits). One-pass SGD tracks the exact
@@ -737,11 +745,10 @@ class ScalingFrontier(Experiment):
         return [
             Criterion("frontier_exponent", "|fitted / predicted − 1| of the compute-optimal loss exponent x "
                       "(L* ∝ C^-x, C = N·t·B)", FRONTIER_TOL,
-                      "the issue's 5%; the exact Volterra frontier of the same draws is within 4% of it over the window "
-                      "(checked, as is the cut-off M, else inconclusive) and the mean of 64-512 one-pass runs adds "
-                      "≤ 2% (phase Ia, seeds 0-2: 1.2%, 2.4%, 1.6% in all, x_se 0.007-0.016; phase II, full book, "
-                      "512 projections: inconclusive at seeds 0 and 2, its exact frontier +4.2% and +4.9%, 4.0% at "
-                      "seed 1; 1024 projections: 3.7%, 4.1%, 2.8%)"),
+                      "the issue's 5%; the theory's own expected frontier (deterministic equivalent) is within 4% of "
+                      "x over the window (checked, as is the cut-off M, else inconclusive); seeds 0-2: phase Ia "
+                      "(quick) 1.2%, 2.4%, 1.6% (DE −0.1%); phase II (full, 512 projections) 3.4%, 4.0%, 4.6% "
+                      "(DE +2.5%: thin); phase III (full) 0.1%, 1.1%, SEED2 (DE +1.4%)"),
             Criterion("chinchilla_alpha", "position of the predicted a − 1 in the Chinchilla fit's 95% bootstrap "
                       "interval of α (0: at the fit, 1: at the interval's end)", CHINCHILLA_TOL,
                       "the issue's 'within its bootstrap intervals' (95%); seeds 0-2: 0.21, 0.58, 0.83",
