@@ -361,35 +361,33 @@ def read_frontier(curves: pd.DataFrame, budgets, batch: int = 1, column: str = "
     by_n = {int(n): (np.log(part["step"].to_numpy(float)), np.log(part[column].to_numpy(float)))
             for n, part in curves[curves.step > 0].sort_values("step").groupby("model_size")}
     sizes = np.array(sorted(by_n))
-    rows = []
-    for c in np.asarray(budgets, float):
-        ln, vals = [], []
-        for n in sizes:
-            lt, ll = by_n[int(n)]
-            t = math.log(c / (n * batch))
-            if lt[0] - 1e-9 <= t <= lt[-1] + 1e-9:
-                ln.append(math.log(n))
-                vals.append(float(np.interp(t, lt, ll)))
-        if len(vals) < 3:
-            continue
-        ln, vals = np.array(ln), np.array(vals)
-        j = int(np.argmin(vals))
-        bracketed = 0 < j < len(vals) - 1
-        x_star, y_star = ln[j], vals[j]
-        if bracketed:
-            p = np.polyfit(ln[j - 1:j + 2], vals[j - 1:j + 2], 2)
-            if p[0] > 0:
-                x_star = float(np.clip(-p[1] / (2 * p[0]), ln[j - 1], ln[j + 1]))
-                y_star = float(np.polyval(p, x_star))
-        n_star = math.exp(x_star)
-        rows.append({"compute": float(c), "loss": math.exp(y_star), "model_size": n_star,
-                     "steps": c / (n_star * batch), "ratio": c / (n_star**2 * batch), "bracketed": bracketed})
-    return pd.DataFrame(rows, columns=["compute", "loss", "model_size", "steps", "ratio", "bracketed"])
+    budgets = np.asarray(budgets, float)
+    iso = np.full((budgets.size, sizes.size), np.nan)  # L(N, C/(N·B)) where N's curve reaches that step
+    for k, n in enumerate(sizes):
+        lt, ll = by_n[int(n)]
+        t = np.log(budgets / (n * batch))
+        reach = (lt[0] - 1e-9 <= t) & (t <= lt[-1] + 1e-9)
+        iso[reach, k] = np.exp(np.interp(t[reach], lt, ll))
+    return frontier_frame(S.frontier_of(sizes, budgets, iso), batch)
+
+
+def frontier_frame(frontier: dict[str, np.ndarray], batch: int) -> pd.DataFrame:
+    """:func:`lmech.theory.scaling.frontier_of`'s arrays as the frontier table, with ``steps`` t* = C/(N*B) and
+    ``ratio`` t*/N*; the budgets with fewer than 3 sizes (no optimum read) are left out."""
+    c, n_star = np.asarray(frontier["compute"], float), np.asarray(frontier["model_size"], float)
+    frame = pd.DataFrame({"compute": c, "loss": np.asarray(frontier["loss"], float), "model_size": n_star,
+                          "steps": c / (n_star * batch), "ratio": c / (n_star**2 * batch),
+                          "bracketed": np.asarray(frontier["bracketed"], bool)})
+    return frame[np.isfinite(frame.loss)].reset_index(drop=True)
+
+
+def _window_budgets(window) -> np.ndarray:
+    lo, hi = window
+    return np.geomspace(lo, hi, max(8, int(round(8 * math.log10(hi / lo))) + 1))
 
 
 def _budgets(cfg: ScalingFrontierConfig) -> np.ndarray:
-    lo, hi = cfg.compute_window
-    return np.geomspace(lo, hi, max(8, int(round(8 * math.log10(hi / lo))) + 1))
+    return _window_budgets(cfg.compute_window)
 
 
 def fit_frontier(frontier: pd.DataFrame, cfg: ScalingFrontierConfig) -> pd.DataFrame:
@@ -428,13 +426,9 @@ def expected_frontier_fit(cfg: ScalingFrontierConfig) -> tuple[pd.DataFrame, pd.
 
 @functools.lru_cache(maxsize=16)
 def _expected_frontier(a, b, features, sizes, sgd_lr, batch, window) -> pd.DataFrame:
-    lo, hi = window
-    budgets = np.geomspace(lo, hi, max(8, int(round(8 * math.log10(hi / lo))) + 1))
-    fr = S.expected_frontier(a, b, features, np.array(sizes), sgd_lr, batch, budgets, spacing=DE_SPACING, cut=DE_CUT)
-    n_star = np.asarray(fr["model_size"], float)
-    return pd.DataFrame({"compute": fr["compute"], "loss": fr["loss"], "model_size": n_star,
-                         "steps": fr["compute"] / (n_star * batch), "ratio": fr["compute"] / (n_star**2 * batch),
-                         "bracketed": np.asarray(fr["bracketed"], bool)})
+    fr = S.expected_frontier(a, b, features, np.array(sizes), sgd_lr, batch, _window_budgets(window),
+                             spacing=DE_SPACING, cut=DE_CUT)
+    return frontier_frame(fr, batch)
 
 
 def predict_frontier(cfg: ScalingFrontierConfig) -> Result:
