@@ -56,9 +56,9 @@ Verdicts:
 
 The compute-optimal frontier of one-pass SGD, measured on an (N, t) grid, and the Chinchilla fit of that grid
 are the law ``scaling-frontier`` (:mod:`lmech.experiments.scaling_frontier`: judged within 5% in phase Ia, quick
-book; a full-book phase-II entry at (6, 4), 512 projections, holds at seed 1 and is inconclusive at seeds 0
-and 2, where the exact frontier of its projections is still 4.2% and 4.9% off, and with 1024 projections holds at
-seeds 0, 1 and 2: its docstring gives the numbers); the digits
+book; full-book entries in phase II at (6, 4) and phase III at (9, 3) hold at seeds 0, 1 and 2, phase II
+thinly, its window still +2.5% pre-asymptotic by the deterministic equivalent: its docstring gives the numbers);
+the digits
 kernel-regression learning curve is the law ``scaling-digits`` (:mod:`lmech.experiments.scaling_digits`,
 error measured on the population whose spectrum is measured: within 15% of the eigenlearning curve's slope).
 Last session's first look at digits
